@@ -1,0 +1,20 @@
+"""Pure batched ops, the Augment layer, named policies, MixUp/CutMix and host adapters."""
+
+from augment.host import albumentations_batch
+from augment.layer import Augment, check_strength
+from augment.mix import MixUpCutMix, sample_beta
+from augment.policies import OPS, Policy, get_policy, list_ops, list_policies, register_policy
+
+__all__ = [
+    "OPS",
+    "Augment",
+    "MixUpCutMix",
+    "Policy",
+    "albumentations_batch",
+    "check_strength",
+    "get_policy",
+    "list_ops",
+    "list_policies",
+    "register_policy",
+    "sample_beta",
+]

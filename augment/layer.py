@@ -1,0 +1,142 @@
+"""The `Augment` Keras layer: uint8 in, float32 [0, 1] out, strength in a variable."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import tensorflow as tf
+
+from augment import ops
+from augment.policies import get_policy, serialize_policy
+
+
+def check_strength(strength) -> float:
+    """Validates a strength value and returns it as a float."""
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(strength, bool) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"Received: strength={strength!r}. Expected a float in [0, 1].")
+    return value
+
+
+@keras.saving.register_keras_serializable(package="augpipe")
+class Augment(keras.layers.Layer):
+    """Per-image augmentation whose strength is a variable.
+
+    Input is uint8 `[0, 255]` or float `[0, 1]`, shape `(B, H, W, C)`. Output
+    is float32 in `[0, 1]`. With `training=False` the layer only converts.
+
+    `layer.strength` is a non-trainable variable in `[0, 1]`. Assigning it
+    (for example from a callback between epochs) changes the augmentation at
+    once, with no retrace and no rebuild of the dataset; it is saved with the
+    weights, and so is the random generator's state, so a restored checkpoint
+    continues with the same random stream.
+
+    Randomness comes only from the layer's own seeded counter, read and
+    advanced atomically (`RngReadAndSkip`), so the same seed and input give
+    the same output, and parallel `tf.data` calls never share a draw.
+
+    The same object works inside a model (device side) and as the
+    `host_augment` of `pipelines.build_pipeline` (host side).
+
+    Args:
+        policy: a registered policy name (see `augment.list_policies()`), a
+            `Policy`, or a `{"name", "config"}` dict.
+        strength: initial strength in `[0, 1]`.
+        seed: an int; None picks a random one (recorded in `get_config()`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = Augment("mnist", strength=0.5, seed=1)
+    >>> x = np.zeros((2, 28, 28, 1), np.uint8)
+    >>> layer(x, training=True).shape
+    TensorShape([2, 28, 28, 1])
+    >>> layer.strength.assign(0.8)
+    """
+
+    def __init__(self, policy="mnist", strength=0.5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.policy = get_policy(policy)
+        initial = check_strength(strength)
+        if seed is None:
+            seed = int.from_bytes(os.urandom(4), "little") >> 1
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"Received: seed={seed!r}. Expected an int or None.")
+        self.seed = seed
+        self.strength = self.add_weight(
+            name="strength",
+            shape=(),
+            dtype="float32",
+            initializer=keras.initializers.Constant(initial),
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+        self.rng_state = self.add_weight(
+            name="rng_state",
+            shape=(3,),
+            dtype="int64",
+            initializer="zeros",
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+        self.built = True
+
+    def set_strength(self, value) -> None:
+        """Validates and assigns the strength."""
+        self.strength.assign(check_strength(value))
+
+    def next_seed(self) -> tf.Tensor:
+        """A fresh `(2,)` int64 seed: the layer seed and a counter advanced atomically."""
+        handle = self.rng_state.value.handle
+        state = tf.raw_ops.RngReadAndSkip(resource=handle, alg=1, delta=tf.constant(1, tf.uint64))
+        counter = state[0]
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            # Every replica reads the same counter; the replica id keeps
+            # their draws apart.
+            counter = counter * 1024 + tf.cast(replica.replica_id_in_sync_group, tf.int64)
+        return tf.stack([tf.constant(self.seed, tf.int64), counter])
+
+    def call(self, inputs, training=None):
+        images = tf.convert_to_tensor(inputs)
+        if images.shape.rank is not None and images.shape.rank != 4:
+            raise ValueError(
+                f"Augment expects a batch of images (B, H, W, C). Received a tensor of "
+                f"shape {tuple(images.shape)}. Add a batch axis (e.g. `x[None]`) or a "
+                "channel axis (e.g. `x[..., None]`)."
+            )
+        if not (images.dtype.is_integer or images.dtype.is_floating):
+            raise ValueError(f"Augment expects uint8 or float images. Received dtype {images.dtype.name}.")
+        if images.dtype.is_integer and images.dtype != tf.uint8:
+            images = tf.cast(images, tf.uint8)
+        images = ops.to_float(images)
+        if not training:
+            return images
+        strength = tf.convert_to_tensor(self.strength.value)
+        seed = self.next_seed()
+        return tf.cond(
+            strength > 0.0,
+            lambda: self.policy(images, strength, seed),
+            lambda: images,
+        )
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def compute_output_spec(self, inputs, training=None):
+        return keras.KerasTensor(inputs.shape, dtype="float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "policy": serialize_policy(self.policy),
+                "strength": float(self.strength.numpy()),
+                "seed": self.seed,
+            }
+        )
+        return config

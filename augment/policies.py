@@ -1,0 +1,484 @@
+"""Named, registered, serializable augmentation policies.
+
+A policy turns one `strength` in [0, 1] into per-image decisions and
+parameters (`sample`), then applies them (`apply`). Sampling is the only
+place with randomness, and it uses stateless generators keyed by an explicit
+seed, so `apply(images, sample(...))` is deterministic.
+
+How strength maps to each op (`s` is the strength):
+
+- probability that an image gets the op: `probability * min(1, 2 s)`. It
+  reaches the op's full probability at `s = 0.5` and is 0 at `s = 0`;
+- magnitude: drawn uniformly up to `magnitude * s`, so it grows linearly
+  all the way to `s = 1`.
+
+`strength = 0` is the exact identity: no image is selected for any op.
+
+Example:
+
+>>> policy = get_policy("mnist")
+>>> sorted(list_policies())[:3]
+['mnist', 'none', 'randaugment']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from typing import Callable, Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from augment import ops
+
+# --------------------------------------------------------------------------
+# Op table: each op's sampler (strength-scaled magnitude -> per-image params)
+# sits next to how it is applied, so one op has one implementation.
+
+
+def _signed(u):
+    """Maps uniforms in [0, 1) to [-1, 1)."""
+    return 2.0 * u - 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class OpDef:
+    """One augmentation op as the policies see it.
+
+    Attributes:
+        kind: `"geometric"` (contributes a 3x3 matrix to the single warp) or
+            `"pixel"` (applied to the selected images on its own).
+        num_uniforms: how many uniform [0, 1) numbers per image `sample` needs.
+        sample: `(u, gate, height, width, magnitude) -> dict` of per-image
+            parameters, where `u` is `(B, num_uniforms)` and `magnitude` is
+            already scaled by strength. Geometric ops return identity
+            parameters where `gate` is False.
+        build: for geometric ops, `(params, height, width) -> (B, 3, 3)`; for
+            pixel ops, `(images, params, seed) -> images`.
+        magnitude: the default maximum magnitude at strength 1.
+        unit: what the magnitude means.
+        identity_params: `sample` gives unselected images parameters under
+            which `build` is the exact identity (a zero noise level, an empty
+            box). Such cheap elementwise ops run on the whole batch, because
+            gathering and scattering the selected images costs more than the
+            op itself; the others run on the selected images only.
+    """
+
+    kind: str
+    num_uniforms: int
+    sample: Callable
+    build: Callable
+    magnitude: float
+    unit: str
+    identity_params: bool = False
+
+
+def _gated(values, gate, identity=0.0):
+    return tf.where(gate, values, identity)
+
+
+def _erase_boxes(u, gate, height, width, magnitude):
+    area = u[:, 0] * magnitude
+    ratio = tf.exp(math.log(0.3) + u[:, 1] * (math.log(3.3) - math.log(0.3)))
+    h = tf.cast(height, tf.float32)
+    w = tf.cast(width, tf.float32)
+    box_h = tf.minimum(tf.round(tf.sqrt(area * h * w * ratio)), h)
+    box_w = tf.minimum(tf.round(tf.sqrt(area * h * w / ratio)), w)
+    box_h = _gated(box_h, gate)
+    box_w = _gated(box_w, gate)
+    top = tf.floor(u[:, 2] * (h - box_h + 1.0))
+    left = tf.floor(u[:, 3] * (w - box_w + 1.0))
+    return {"boxes": tf.stack([top, left, top + box_h, left + box_w], axis=1), "fill": tf.zeros_like(area)}
+
+
+OPS: Dict[str, OpDef] = {
+    "rotate": OpDef(
+        "geometric",
+        1,
+        lambda u, g, h, w, m: {"angle": _gated(_signed(u[:, 0]) * m * (math.pi / 180.0), g)},
+        lambda p, h, w: ops.rotation_matrix(p["angle"], h, w),
+        25.0,
+        "degrees",
+    ),
+    "scale": OpDef(
+        "geometric",
+        1,
+        lambda u, g, h, w, m: {"scale": _gated(1.0 + _signed(u[:, 0]) * m, g, 1.0)},
+        lambda p, h, w: ops.scale_matrix(p["scale"], p["scale"], h, w),
+        0.2,
+        "relative zoom",
+    ),
+    "shear": OpDef(
+        "geometric",
+        2,
+        lambda u, g, h, w, m: {
+            "shear_x": _gated(_signed(u[:, 0]) * m, g),
+            "shear_y": _gated(_signed(u[:, 1]) * m, g),
+        },
+        lambda p, h, w: ops.shear_matrix(p["shear_x"], p["shear_y"], h, w),
+        0.3,
+        "shear factor",
+    ),
+    "translate": OpDef(
+        "geometric",
+        2,
+        lambda u, g, h, w, m: {
+            "dx": _gated(_signed(u[:, 0]) * m * tf.cast(w, tf.float32), g),
+            "dy": _gated(_signed(u[:, 1]) * m * tf.cast(h, tf.float32), g),
+        },
+        lambda p, h, w: ops.translation_matrix(p["dx"], p["dy"]),
+        0.15,
+        "fraction of the image size",
+    ),
+    "flip_horizontal": OpDef(
+        "geometric",
+        0,
+        lambda u, g, h, w, m: {"flip": g},
+        lambda p, h, w: ops.flip_matrix(p["flip"], tf.zeros_like(p["flip"]), h, w),
+        1.0,
+        "unused (a flip has no magnitude)",
+    ),
+    "flip_vertical": OpDef(
+        "geometric",
+        0,
+        lambda u, g, h, w, m: {"flip": g},
+        lambda p, h, w: ops.flip_matrix(tf.zeros_like(p["flip"]), p["flip"], h, w),
+        1.0,
+        "unused (a flip has no magnitude)",
+    ),
+    "elastic": OpDef(
+        "pixel",
+        32,
+        lambda u, g, h, w, m: {
+            "noise": tf.reshape(_signed(u), (-1, 4, 4, 2)),
+            "alpha": tf.fill(tf.shape(g), tf.cast(m, tf.float32)),
+        },
+        lambda images, p, seed: ops.elastic(images, p["noise"], p["alpha"]),
+        2.5,
+        "peak displacement in pixels",
+    ),
+    "brightness": OpDef(
+        "pixel",
+        1,
+        lambda u, g, h, w, m: {"delta": _gated(_signed(u[:, 0]) * m, g)},
+        lambda images, p, seed: ops.brightness(images, p["delta"]),
+        0.3,
+        "added to [0, 1] pixels",
+        True,
+    ),
+    "contrast": OpDef(
+        "pixel",
+        1,
+        lambda u, g, h, w, m: {"factor": 1.0 + _signed(u[:, 0]) * m},
+        lambda images, p, seed: ops.contrast(images, p["factor"]),
+        0.5,
+        "relative change of contrast",
+    ),
+    "gamma": OpDef(
+        "pixel",
+        1,
+        lambda u, g, h, w, m: {"gamma": _gated(tf.exp(_signed(u[:, 0]) * m), g, 1.0)},
+        lambda images, p, seed: ops.gamma(images, p["gamma"]),
+        0.5,
+        "log of the gamma exponent",
+        True,
+    ),
+    "noise": OpDef(
+        "pixel",
+        1,
+        lambda u, g, h, w, m: {"stddev": u[:, 0] * m},
+        lambda images, p, seed: ops.gaussian_noise(images, p["stddev"], seed),
+        0.1,
+        "noise standard deviation on [0, 1] pixels",
+    ),
+    "erase": OpDef(
+        "pixel",
+        4,
+        _erase_boxes,
+        lambda images, p, seed: ops.erase(images, p["boxes"], p["fill"]),
+        0.25,
+        "largest erased fraction of the image area",
+        True,
+    ),
+}
+
+
+def list_ops() -> list:
+    return sorted(OPS)
+
+
+def _check_op(name: str) -> str:
+    if name not in OPS:
+        guess = difflib.get_close_matches(name, OPS, n=1)
+        hint = f" Did you mean {guess[0]!r}?" if guess else ""
+        raise ValueError(f"Unknown op {name!r}. Valid ops: {', '.join(sorted(OPS))}.{hint}")
+    return name
+
+
+# --------------------------------------------------------------------------
+# Policies
+
+
+class Policy:
+    """Base class: `sample` decides and draws, `apply` is deterministic."""
+
+    name = "base"
+
+    def sample(self, batch_size, height, width, strength, seed) -> dict:
+        raise NotImplementedError
+
+    def apply(self, images, params) -> tf.Tensor:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {}
+
+    def __call__(self, images, strength, seed):
+        shape = tf.shape(images)
+        params = self.sample(shape[0], shape[1], shape[2], strength, seed)
+        return self.apply(images, params)
+
+
+_REGISTRY: Dict[str, type] = {}
+
+
+def register_policy(name: str):
+    """Class decorator that registers a `Policy` subclass under `name`."""
+
+    def decorator(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"A policy named {name!r} is already registered.")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def list_policies() -> list:
+    """The names of all registered policies."""
+    return sorted(_REGISTRY)
+
+
+def get_policy(policy, **config) -> Policy:
+    """Returns a policy instance from a name, a `{"name", "config"}` dict, or a `Policy`.
+
+    Raises:
+        ValueError: for an unknown name; the message lists the valid names and
+            suggests the closest one.
+    """
+    if isinstance(policy, Policy):
+        return policy
+    if isinstance(policy, dict):
+        return get_policy(policy.get("name"), **{**policy.get("config", {}), **config})
+    if not isinstance(policy, str) or policy not in _REGISTRY:
+        guess = difflib.get_close_matches(str(policy), _REGISTRY, n=1)
+        hint = f" Did you mean {guess[0]!r}?" if guess else ""
+        raise ValueError(
+            f"Unknown policy {policy!r}. Valid policies: {', '.join(list_policies())}.{hint}"
+        )
+    return _REGISTRY[policy](**config)
+
+
+def serialize_policy(policy: Policy) -> dict:
+    return {"name": policy.name, "config": policy.get_config()}
+
+
+class _GatedOpsPolicy(Policy):
+    """Shared machinery: per-op gates, one warp for all geometric ops, then pixel ops."""
+
+    def __init__(self, ops_config: Dict[str, Tuple[float, float]]):
+        self.ops_config = {}
+        for name, (probability, magnitude) in ops_config.items():
+            _check_op(name)
+            if not 0.0 <= float(probability) <= 1.0:
+                raise ValueError(
+                    f"Op {name!r} probability must be in [0, 1]. Received: {probability!r}."
+                )
+            if float(magnitude) < 0:
+                raise ValueError(f"Op {name!r} magnitude must be >= 0. Received: {magnitude!r}.")
+            self.ops_config[name] = (float(probability), float(magnitude))
+        # Geometric ops first: they share one warp.
+        names = list(self.ops_config)
+        self.op_order = [n for n in names if OPS[n].kind == "geometric"] + [
+            n for n in names if OPS[n].kind == "pixel"
+        ]
+
+    num_gate_uniforms = 0
+
+    def gates(self, u, strength) -> Dict[str, tf.Tensor]:
+        """Per-op `(B,)` bool gates from `(B, num_gate_uniforms)` uniforms."""
+        raise NotImplementedError
+
+    def sample(self, batch_size, height, width, strength, seed) -> dict:
+        strength = tf.cast(strength, tf.float32)
+        # One generator call draws every per-image number this batch needs:
+        # many small random ops would cost more than the draws themselves.
+        widths = [OPS[name].num_uniforms for name in self.op_order]
+        total = self.num_gate_uniforms + sum(widths)
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        u = tf.random.stateless_uniform([batch_size, total], seed=seeds[0])
+        gates = self.gates(u[:, : self.num_gate_uniforms], strength)
+        params = {}
+        offset = self.num_gate_uniforms
+        for name, width_u in zip(self.op_order, widths):
+            op = OPS[name]
+            magnitude = self.ops_config[name][1] * strength
+            gate = gates[name]
+            params[name] = {
+                "gate": gate,
+                **op.sample(u[:, offset : offset + width_u], gate, height, width, magnitude),
+            }
+            offset += width_u
+        params["seed"] = seeds[1]
+        return params
+
+    def apply(self, images, params) -> tf.Tensor:
+        shape = tf.shape(images)
+        height, width = shape[1], shape[2]
+        geometric = [n for n in self.op_order if OPS[n].kind == "geometric"]
+        if geometric:
+            # Unselected images carry identity parameters, so one composed
+            # matrix per image and one warp cover every geometric op.
+            matrix = ops.compose(*[OPS[n].build(params[n], height, width) for n in geometric])
+            any_gate = params[geometric[0]]["gate"]
+            for name in geometric[1:]:
+                any_gate = any_gate | params[name]["gate"]
+            images = ops.apply_where(images, any_gate, ops.apply_affine, matrix, identity_safe=True)
+        for name in self.op_order:
+            op = OPS[name]
+            if op.kind != "pixel":
+                continue
+            p = params[name]
+            keys = sorted(k for k in p if k != "gate")
+            seed = params["seed"]
+            if op.identity_params:
+                images = op.build(images, p, seed)
+                continue
+
+            def run(selected, *values, _op=op, _keys=keys, _seed=seed):
+                return _op.build(selected, dict(zip(_keys, values)), _seed)
+
+            images = ops.apply_where(images, p["gate"], run, *[p[k] for k in keys])
+        return images
+
+    def get_config(self) -> dict:
+        return {"ops": {name: list(value) for name, value in self.ops_config.items()}}
+
+
+def _ops_argument(ops_arg, defaults):
+    if ops_arg is None:
+        return dict(defaults)
+    if isinstance(ops_arg, (list, tuple)):
+        return {name: (1.0, OPS[_check_op(name)].magnitude) for name in ops_arg}
+    return {name: tuple(value) for name, value in dict(ops_arg).items()}
+
+
+@register_policy("mnist")
+class MnistPolicy(_GatedOpsPolicy):
+    """Digits: rotation, scale, shear, translation, elastic, erasing, noise.
+
+    Each image draws each op independently with probability
+    `probability * min(1, 2 strength)`; magnitudes are uniform up to
+    `magnitude * strength`. All geometric ops share one warp.
+
+    Args:
+        ops: `{op: (probability, magnitude)}` to override the defaults, or a
+            list of op names (probability 1, default magnitude).
+    """
+
+    DEFAULTS = {
+        "rotate": (0.8, 20.0),
+        "scale": (0.8, 0.15),
+        "shear": (0.5, 0.3),
+        "translate": (0.8, 0.12),
+        "elastic": (0.2, 2.0),
+        "erase": (0.25, 0.15),
+        "noise": (0.25, 0.08),
+    }
+
+    def __init__(self, ops: Optional[dict] = None):
+        super().__init__(_ops_argument(ops, self.DEFAULTS))
+
+    @property
+    def num_gate_uniforms(self):
+        return len(self.op_order)
+
+    def gates(self, u, strength):
+        ramp = tf.minimum(1.0, 2.0 * strength)
+        return {name: u[:, i] < self.ops_config[name][0] * ramp for i, name in enumerate(self.op_order)}
+
+
+@register_policy("randaugment")
+class RandAugmentPolicy(_GatedOpsPolicy):
+    """RandAugment, chosen per image: each image picks `num_ops` ops (with
+    replacement, and `identity` among them) and applies only those.
+
+    Magnitudes are uniform up to `magnitude * strength`. Unlike Keras'
+    `RandAugment`, ops an image did not pick are not computed.
+
+    Args:
+        num_ops: ops drawn per image.
+        ops: `{op: (probability, magnitude)}`; the probability is ignored.
+    """
+
+    DEFAULTS = {
+        "rotate": (1.0, 30.0),
+        "shear": (1.0, 0.3),
+        "translate": (1.0, 0.15),
+        "scale": (1.0, 0.25),
+        "brightness": (1.0, 0.3),
+        "contrast": (1.0, 0.5),
+        "gamma": (1.0, 0.5),
+        "noise": (1.0, 0.1),
+        "erase": (1.0, 0.25),
+    }
+
+    def __init__(self, num_ops: int = 2, ops: Optional[dict] = None):
+        if isinstance(num_ops, bool) or not isinstance(num_ops, int) or num_ops < 1:
+            raise ValueError(f"`num_ops` must be a positive integer. Received: num_ops={num_ops!r}.")
+        self.num_ops = num_ops
+        super().__init__(_ops_argument(ops, self.DEFAULTS))
+
+    @property
+    def num_gate_uniforms(self):
+        return self.num_ops
+
+    def gates(self, u, strength):
+        # Index len(op_order) stands for `identity`.
+        choices = tf.cast(tf.floor(u * (len(self.op_order) + 1)), tf.int32)
+        active = strength > 0.0
+        return {
+            name: tf.reduce_any(tf.equal(choices, i), axis=1) & active
+            for i, name in enumerate(self.op_order)
+        }
+
+    def get_config(self):
+        return {"num_ops": self.num_ops, **super().get_config()}
+
+
+@register_policy("none")
+class NonePolicy(Policy):
+    """No augmentation: the layer only converts to float32 in [0, 1]."""
+
+    def sample(self, batch_size, height, width, strength, seed):
+        return {}
+
+    def apply(self, images, params):
+        return images
+
+
+@register_policy("ops")
+class OpsPolicy(MnistPolicy):
+    """Any subset of ops with independent per-image gates, e.g.
+    `get_policy("ops", ops={"rotate": (1.0, 30.0)})`. The mnist policy is
+    this with digit-friendly defaults."""
+
+    def __init__(self, ops=None):
+        if not ops:
+            raise ValueError(
+                "The 'ops' policy needs `ops`: a list of op names or "
+                f"{{op: (probability, magnitude)}}. Valid ops: {', '.join(sorted(OPS))}."
+            )
+        super().__init__(ops)

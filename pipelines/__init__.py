@@ -1,0 +1,21 @@
+"""Data in: sources -> splits -> tf.data pipeline -> (distribution)."""
+
+from pipelines.pipeline import EpochSync, as_batch_fn, build_pipeline, epoch_order, pipeline_epoch_variable
+from pipelines.sources import LabeledArrays, Source, load_source, read_idx
+from pipelines.splits import Split, Splits, fingerprint_images, make_splits
+
+__all__ = [
+    "EpochSync",
+    "LabeledArrays",
+    "Source",
+    "Split",
+    "Splits",
+    "as_batch_fn",
+    "build_pipeline",
+    "epoch_order",
+    "fingerprint_images",
+    "load_source",
+    "make_splits",
+    "pipeline_epoch_variable",
+    "read_idx",
+]

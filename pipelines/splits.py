@@ -1,0 +1,215 @@
+"""Stratified, seeded, fingerprinted train / val / test splits."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Optional
+
+import numpy as np
+
+from pipelines.sources import Source
+
+
+def example_digests(images: np.ndarray) -> list:
+    """One 16-byte BLAKE2b digest per example's image bytes."""
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in images]
+
+
+def fingerprint_images(images: np.ndarray) -> str:
+    """An order-independent hash over the per-example image bytes."""
+    digest = hashlib.sha256()
+    digest.update(str(tuple(images.shape[1:])).encode())
+    for item in sorted(example_digests(images)):
+        digest.update(item)
+    return digest.hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split of a source: uint8 images, int64 labels, and a fingerprint.
+
+    Attributes:
+        name: `"train"`, `"val"` or `"test"`.
+        images: uint8 `(N, H, W, C)`.
+        labels: int64 `(N,)`.
+        num_classes: number of classes of the source.
+        indices: positions in the source's training arrays, or None for the
+            source's official test split.
+    """
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    indices: Optional[np.ndarray] = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def fingerprint(self) -> str:
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            cached = fingerprint_images(self.images)
+            object.__setattr__(self, "_fingerprint", cached)
+        return cached
+
+    def class_counts(self) -> list:
+        return np.bincount(self.labels, minlength=self.num_classes).tolist()
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """The train, val and test splits made by `make_splits`."""
+
+    train: Split
+    val: Split
+    test: Split
+    seed: int
+    provenance: str
+    test_is_official: bool
+
+    def __iter__(self):
+        return iter((self.train, self.val, self.test))
+
+    def check_disjoint(self) -> None:
+        """Raises ValueError if any image is in two splits.
+
+        Byte-identical duplicates count as the same image, whatever their
+        position or label.
+        """
+        seen: dict = {}
+        for split in self:
+            for position, item in enumerate(example_digests(split.images)):
+                first = seen.setdefault(item, (split.name, position))
+                if first[0] != split.name:
+                    raise ValueError(
+                        f"Splits overlap: {split.name}[{position}] has the same "
+                        f"image bytes as {first[0]}[{first[1]}]. Expected disjoint "
+                        "train/val/test. Remove duplicates from the source, or "
+                        "use a different test set."
+                    )
+
+    def summary(self) -> dict:
+        """A JSON-ready description: sizes, class counts and fingerprints."""
+        return {
+            "seed": self.seed,
+            "provenance": self.provenance,
+            "test_is_official": self.test_is_official,
+            **{
+                split.name: {
+                    "size": len(split),
+                    "fingerprint": split.fingerprint,
+                    "class_counts": split.class_counts(),
+                }
+                for split in self
+            },
+        }
+
+
+def _resolve_size(size, total: int, what: str, default: float) -> int:
+    if size is None:
+        size = default
+    if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)):
+        raise ValueError(f"`{what}` must be a count or a fraction. Received: {what}={size!r}.")
+    if isinstance(size, (float, np.floating)) and 0 <= size < 1:
+        return int(round(float(size) * total))
+    if float(size) != int(size) or size < 0:
+        raise ValueError(
+            f"`{what}` must be a non-negative count or a fraction in [0, 1). Received: {what}={size!r}."
+        )
+    return int(size)
+
+
+def _allocate(class_counts: np.ndarray, total: int) -> np.ndarray:
+    """Splits `total` over classes in proportion to their counts (largest remainder)."""
+    quota = class_counts * (total / class_counts.sum())
+    base = np.floor(quota).astype(int)
+    remainder = total - base.sum()
+    order = np.argsort(-(quota - base), kind="stable")
+    base[order[:remainder]] += 1
+    return base
+
+
+def make_splits(source: Source, *, val_size=None, test_size=None, seed: int = 0) -> Splits:
+    """Makes stratified, seeded train / val / test splits of a source.
+
+    The source's official test split is used as the test split when it has
+    one; otherwise a stratified test split is carved out. The same seed gives
+    the same splits.
+
+    Args:
+        source: a `Source`.
+        val_size: a count, or a fraction of the source's training data.
+            Default 0.1.
+        test_size: a count, or a fraction. Default 0.2. Must be None when
+            the source has an official test split.
+        seed: seeds the permutation within each class.
+
+    Example:
+
+    >>> from pipelines import load_source
+    >>> splits = make_splits(load_source("mnist-embedded"), seed=0)
+    >>> len(splits.train), len(splits.val), len(splits.test)
+    (3500, 500, 1000)
+    """
+    labels = source.labels
+    total = len(labels)
+    has_official = source.official_test is not None
+    if has_official and test_size is not None:
+        raise ValueError(
+            f"Source {source.name!r} has an official test split, which is always "
+            f"the test split. Received: test_size={test_size!r}. Pass test_size=None."
+        )
+    test_count = 0 if has_official else _resolve_size(test_size, total, "test_size", 0.2)
+    val_count = _resolve_size(val_size, total, "val_size", 0.1)
+    if val_count + test_count >= total:
+        raise ValueError(
+            f"val_size={val_count} plus test_size={test_count} leaves no training "
+            f"data: the source has {total} examples. Expected val + test < {total}."
+        )
+    counts = np.bincount(labels, minlength=source.num_classes)
+    present = np.flatnonzero(counts)
+    parts_needed = 1 + (val_count > 0) + (test_count > 0)
+    for cls in present:
+        if counts[cls] < parts_needed:
+            raise ValueError(
+                f"Class {cls} ({source.class_names[cls]!r}) has only {counts[cls]} "
+                f"example(s), too few to stratify into {parts_needed} splits. Expected "
+                f"at least {parts_needed} per class; drop the class or add data."
+            )
+    test_per_class = _allocate(counts[present], test_count)
+    val_per_class = _allocate(counts[present], val_count)
+    rng = np.random.default_rng(seed)
+    parts = {"train": [], "val": [], "test": []}
+    for cls, n_test, n_val in zip(present, test_per_class, val_per_class):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        if n_test + n_val >= len(members):
+            raise ValueError(
+                f"Class {cls} ({source.class_names[cls]!r}) has {len(members)} examples, too "
+                f"few to give {n_test} to test and {n_val} to val and keep one for training. "
+                "Lower val_size/test_size."
+            )
+        parts["test"].append(members[:n_test])
+        parts["val"].append(members[n_test : n_test + n_val])
+        parts["train"].append(members[n_test + n_val :])
+
+    def take(name):
+        # Sorted indices keep each split in source order; shuffling is the
+        # pipeline's job.
+        index = np.sort(np.concatenate(parts[name])) if parts[name] else np.zeros(0, np.int64)
+        return Split(name, source.images[index], labels[index], source.num_classes, index)
+
+    if has_official:
+        test_split = Split("test", source.official_test.images, source.official_test.labels, source.num_classes)
+    else:
+        test_split = take("test")
+    return Splits(
+        train=take("train"),
+        val=take("val"),
+        test=test_split,
+        seed=int(seed),
+        provenance=source.provenance,
+        test_is_official=has_official,
+    )

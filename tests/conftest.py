@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny offline data, no GPU, no network."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def make_digits(num_per_class=20, num_classes=10, size=12, seed=0):
+    """Distinct synthetic uint8 images: a class-dependent bar plus noise."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for cls in range(num_classes):
+        for _ in range(num_per_class):
+            image = rng.integers(0, 60, size=(size, size), dtype=np.uint8)
+            image[:, cls % size] = 255
+            images.append(image)
+            labels.append(cls)
+    return np.stack(images)[..., None], np.array(labels, np.int64)
+
+
+@pytest.fixture
+def tiny_source():
+    from pipelines import Source
+
+    images, labels = make_digits()
+    return Source.from_arrays(images, labels, name="tiny")
+
+
+@pytest.fixture(scope="session")
+def embedded_splits():
+    from pipelines import load_source, make_splits
+
+    return make_splits(load_source("mnist-embedded"), seed=0)
+
+
+def pytest_collection_modifyitems(config, items):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return
+    skip = pytest.mark.skip(reason="needs a GPU; none is visible")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

