@@ -22,11 +22,11 @@ def _check_probability(name, value) -> float:
     return number
 
 
-def sample_beta(alpha, seed) -> tf.Tensor:
-    """One draw of Beta(alpha, alpha), as the ratio of two Gamma(alpha) draws."""
+def sample_beta(alpha, seed, shape=()) -> tf.Tensor:
+    """Beta(alpha, alpha) draws, as X / (X + Y) with X, Y ~ Gamma(alpha)."""
     seeds = tf.random.experimental.stateless_split(seed, 2)
-    first = tf.random.stateless_gamma([], seed=seeds[0], alpha=alpha)
-    second = tf.random.stateless_gamma([], seed=seeds[1], alpha=alpha)
+    first = tf.random.stateless_gamma(shape, seed=seeds[0], alpha=alpha)
+    second = tf.random.stateless_gamma(shape, seed=seeds[1], alpha=alpha)
     return first / (first + second)
 
 

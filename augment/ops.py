@@ -33,7 +33,7 @@ import tensorflow as tf
 def to_float(images: tf.Tensor) -> tf.Tensor:
     """uint8 `[0, 255]` -> float32 `[0, 1]`; float input is taken as `[0, 1]`."""
     if images.dtype == tf.uint8:
-        return tf.cast(images, tf.float32) * (1.0 / 255.0)
+        return tf.cast(images, tf.float32) / 255.0
     return tf.cast(images, tf.float32)
 
 

@@ -1,0 +1,135 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import augment
+from augment import ops
+
+
+def test_unknown_policy_lists_and_suggests():
+    with pytest.raises(ValueError, match=r"Unknown policy 'mnsit'. Valid policies: mnist, none, ops, randaugment. Did you mean 'mnist'"):
+        augment.Augment("mnsit")
+    with pytest.raises(ValueError, match="Unknown op 'rotat'.*Did you mean 'rotate'"):
+        augment.get_policy("ops", ops=["rotat"])
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "high", None, True])
+def test_bad_strength(bad):
+    with pytest.raises(ValueError, match=r"Received: strength=.*Expected a float in \[0, 1\]"):
+        augment.Augment("mnist", strength=bad)
+    layer = augment.Augment("mnist", strength=0.5)
+    with pytest.raises(ValueError, match="Expected a float in"):
+        layer.set_strength(bad)
+
+
+def test_three_d_input_is_refused():
+    layer = augment.Augment("mnist", seed=0)
+    with pytest.raises(ValueError, match=r"expects a batch of images \(B, H, W, C\). Received a tensor of shape \(28, 28, 1\)"):
+        layer(np.zeros((28, 28, 1), np.uint8), training=True)
+
+
+def test_save_load_round_trip(tmp_path):
+    layer = augment.Augment("randaugment", strength=0.7, seed=11)
+    model = keras.Sequential([keras.Input((28, 28, 1), dtype="uint8"), layer, keras.layers.Flatten(), keras.layers.Dense(3)])
+    x = np.random.default_rng(0).integers(0, 255, (4, 28, 28, 1), dtype=np.uint8)
+    model.layers[0].strength.assign(0.25)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    restored = loaded.layers[0]
+    assert isinstance(restored, augment.Augment)
+    assert restored.seed == 11 and restored.policy.name == "randaugment" and restored.policy.num_ops == 2
+    assert float(restored.strength.numpy()) == pytest.approx(0.25)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    # The random stream continues from the saved state.
+    np.testing.assert_array_equal(restored(x, training=True).numpy(), layer(x, training=True).numpy())
+
+
+def test_policy_config_round_trip():
+    policy = augment.get_policy("ops", ops={"rotate": (0.5, 10.0), "noise": (1.0, 0.05)})
+    again = augment.get_policy({"name": "ops", "config": policy.get_config()})
+    assert again.ops_config == policy.ops_config
+
+
+def test_randaugment_picks_ops_per_image():
+    policy = augment.get_policy("randaugment", num_ops=1)
+    params = policy.sample(512, 28, 28, tf.constant(1.0), tf.constant([0, 1], tf.int64))
+    gates = np.stack([params[name]["gate"].numpy() for name in policy.op_order], axis=1)
+    assert gates.sum(axis=1).max() == 1  # at most one op per image
+    counts = gates.sum(axis=0)
+    assert (counts > 20).all()  # every op is chosen by some images
+    assert 0 < (gates.sum(axis=1) == 0).sum() < 512  # identity is chosen too
+
+
+def test_mnist_gates_follow_strength():
+    policy = augment.get_policy("mnist")
+    seed = tf.constant([3, 4], tf.int64)
+    low = policy.sample(4000, 28, 28, tf.constant(0.1), seed)
+    high = policy.sample(4000, 28, 28, tf.constant(0.5), seed)
+    rate_low = low["rotate"]["gate"].numpy().mean()
+    rate_high = high["rotate"]["gate"].numpy().mean()
+    assert rate_low == pytest.approx(0.8 * 0.2, abs=0.03)
+    assert rate_high == pytest.approx(0.8, abs=0.03)
+    angles = np.abs(high["rotate"]["angle"].numpy()[high["rotate"]["gate"].numpy()])
+    assert angles.max() <= np.deg2rad(20.0 * 0.5) + 1e-6
+
+
+def test_one_warp_per_batch(monkeypatch):
+    calls = []
+    original = ops.apply_affine
+
+    def counting(images, matrices, **kwargs):
+        calls.append(int(images.shape[0]))
+        return original(images, matrices, **kwargs)
+
+    monkeypatch.setattr(ops, "apply_affine", counting)
+    layer = augment.Augment("mnist", strength=1.0, seed=0)
+    layer(np.zeros((64, 28, 28, 1), np.uint8), training=True)  # eager: only the taken branch runs
+    assert len(calls) == 1
+
+
+def test_geometric_matrices():
+    image = np.zeros((1, 9, 9, 1), np.float32)
+    image[0, 4, 6, 0] = 1.0  # right of center
+    rotated = ops.apply_affine(image, ops.rotation_matrix(tf.constant([np.pi / 2]), 9, 9)).numpy()
+    assert rotated[0, 2, 4, 0] == pytest.approx(1.0)  # counter-clockwise: now above center
+    moved = ops.apply_affine(image, ops.translation_matrix(tf.constant([1.0]), tf.constant([2.0]))).numpy()
+    assert moved[0, 6, 7, 0] == pytest.approx(1.0)
+    flipped = ops.apply_affine(image, ops.flip_matrix(tf.constant([True]), tf.constant([False]), 9, 9)).numpy()
+    assert flipped[0, 4, 2, 0] == pytest.approx(1.0)
+    zoomed = ops.apply_affine(image, ops.scale_matrix(tf.constant([2.0]), tf.constant([2.0]), 9, 9)).numpy()
+    assert zoomed[0, 4, 8, 0] == pytest.approx(1.0)
+    identity = ops.compose(ops.rotation_matrix(tf.constant([0.3]), 9, 9), ops.rotation_matrix(tf.constant([-0.3]), 9, 9))
+    np.testing.assert_allclose(identity.numpy()[0], np.eye(3), atol=1e-5)
+
+
+def test_pixel_ops():
+    images = tf.fill((2, 6, 6, 1), 0.5)
+    np.testing.assert_allclose(ops.brightness(images, [0.2, -0.7]).numpy()[:, 0, 0, 0], [0.7, 0.0], atol=1e-6)
+    np.testing.assert_allclose(ops.gamma(images, [1.0, 2.0]).numpy()[:, 0, 0, 0], [0.5, 0.25], atol=1e-6)
+    erased = ops.erase(images, tf.constant([[1.0, 1.0, 3.0, 4.0], [0, 0, 0, 0]]), [0.0, 0.0]).numpy()
+    assert erased[0, ..., 0].sum() == pytest.approx(0.5 * 36 - 0.5 * 6)
+    np.testing.assert_array_equal(erased[1], images.numpy()[1])
+    noisy = ops.gaussian_noise(tf.fill((1, 64, 64, 1), 0.5), [0.1], tf.constant([1, 2], tf.int64)).numpy()
+    assert noisy.std() == pytest.approx(0.1, rel=0.1)
+    gradient = tf.reshape(tf.range(36, dtype=tf.float32), (1, 6, 6, 1)) / 36.0
+    same = ops.elastic(gradient, tf.zeros((1, 4, 4, 2)), [3.0]).numpy()
+    np.testing.assert_allclose(same, gradient.numpy(), atol=1e-6)
+    moved = ops.elastic(gradient, tf.ones((1, 4, 4, 2)), [1.0]).numpy()
+    np.testing.assert_allclose(moved[0, 2, 2, 0], gradient.numpy()[0, 3, 3, 0], atol=1e-5)
+
+
+def test_apply_where_only_touches_selected():
+    images = tf.zeros((6, 4, 4, 1))
+    calls = []
+
+    def plus(x, amount):
+        calls.append(x.shape[0])
+        return x + amount[:, None, None, None]
+
+    mask = tf.constant([True, False, False, False, False, True])
+    out = ops.apply_where(images, mask, plus, tf.range(6, dtype=tf.float32) + 1).numpy()
+    assert out[:, 0, 0, 0].tolist() == [1, 0, 0, 0, 0, 6]
+    untouched = ops.apply_where(images, tf.zeros(6, tf.bool), plus, tf.ones(6)).numpy()
+    assert (untouched == 0).all()
