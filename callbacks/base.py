@@ -1,0 +1,184 @@
+"""Shared callback machinery: resumable state files and strength targets."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import tempfile
+import warnings
+from typing import Optional
+
+import keras
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Writes `text` to `path` through a temporary file and a rename."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": repr(value)}
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _from_json(value):
+    if isinstance(value, dict):
+        if set(value) == {"__float__"}:
+            return float(value["__float__"])
+        return {k: _from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value
+
+
+class StatefulCallback(keras.callbacks.Callback):
+    """A callback whose decisions survive an interrupted run.
+
+    With `state_dir` set (use the `BackupAndRestore` backup directory), the
+    callback writes its state to `state_dir/<state_name>.json` atomically at
+    the end of every epoch. When a later `fit` starts at epoch `k > 0` (as
+    `BackupAndRestore` makes it do) and the file says it was saved at the end
+    of epoch `k - 1`, the state is restored before the callback decides
+    anything. A `fit` that starts at epoch 0 always starts fresh.
+
+    Subclasses implement `get_state()`, `set_state(state)` and `reset()`.
+    """
+
+    def __init__(self, state_dir=None, state_name: Optional[str] = None):
+        super().__init__()
+        self.state_dir = None if state_dir is None else pathlib.Path(state_dir)
+        self.state_name = state_name or type(self).__name__
+        self._state_checked = False
+
+    # Subclass API
+    def get_state(self) -> dict:
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+    @property
+    def state_path(self) -> Optional[pathlib.Path]:
+        if self.state_dir is None:
+            return None
+        return self.state_dir / f"{self.state_name}.json"
+
+    def on_train_begin(self, logs=None):
+        self._state_checked = False
+
+    def restore_for_epoch(self, epoch: int) -> bool:
+        """Called at the first epoch of each `fit`; returns True if state was restored."""
+        if self._state_checked:
+            return False
+        self._state_checked = True
+        path = self.state_path
+        if epoch == 0 or path is None or not path.is_file():
+            self.reset()
+            return False
+        saved = _from_json(json.loads(path.read_text()))
+        if saved.get("epoch") != epoch:
+            warnings.warn(
+                f"{self.state_name}: state in {str(path)!r} was saved at epoch "
+                f"{saved.get('epoch')}, but training resumes at epoch {epoch}; "
+                "starting this callback fresh.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.reset()
+            return False
+        self.set_state(saved["state"])
+        return True
+
+    def save_state(self, next_epoch: int) -> None:
+        path = self.state_path
+        if path is None:
+            return
+        payload = {"epoch": int(next_epoch), "state": self.get_state()}
+        atomic_write_text(path, json.dumps(_json_safe(payload), indent=1, sort_keys=True))
+
+
+def strength_variable(target):
+    """The strength variable of an `Augment` layer, or the variable itself."""
+    variable = getattr(target, "strength", target)
+    if not (hasattr(variable, "assign") and hasattr(variable, "numpy")):
+        raise ValueError(
+            f"Received: target={target!r}. Expected an augment.Augment layer or its "
+            "strength variable (anything with `assign`)."
+        )
+    return variable
+
+
+def check_not_test_key(key: str, owner: str, prefix: str = "test_") -> str:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"{owner}: Received: monitor={key!r}. Expected a metric name such as 'val_loss'.")
+    if key.startswith(prefix):
+        raise ValueError(
+            f"{owner} cannot monitor {key!r}: '{prefix}*' keys come from the held-out "
+            "test set, which must never steer training. Monitor a 'val_*' key instead."
+        )
+    return key
+
+
+class RandomStateBackup(StatefulCallback):
+    """Saves and restores the model's random-generator states for an exact resume.
+
+    Keras' `BackupAndRestore` saves the weights, which do not include the
+    `SeedGenerator` states of layers such as `Dropout`; without them a
+    resumed run draws different dropout masks than an uninterrupted one.
+    This callback keeps those states (every non-trainable variable whose
+    path has `seed_generator`) in `state_dir`.
+
+    Args:
+        state_dir: the backup directory.
+
+    Example:
+
+    >>> backup = RandomStateBackup("runs/demo/backup")
+    """
+
+    def __init__(self, state_dir):
+        super().__init__(state_dir=state_dir, state_name="random_state")
+
+    def _variables(self):
+        return [v for v in self.model.non_trainable_variables if "seed_generator" in v.path]
+
+    def get_state(self):
+        # By position: variable paths carry global name counters
+        # ("seed_generator_2") that differ between two builds of one model.
+        return {"states": [v.numpy().tolist() for v in self._variables()]}
+
+    def set_state(self, state):
+        variables = self._variables()
+        if len(variables) != len(state["states"]):
+            raise ValueError(
+                f"RandomStateBackup: the backup holds {len(state['states'])} generator states "
+                f"but the model has {len(variables)}. Resume with the same model architecture."
+            )
+        for variable, value in zip(variables, state["states"]):
+            variable.assign(value)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.restore_for_epoch(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save_state(epoch + 1)

@@ -1,0 +1,154 @@
+"""Scheduled evaluation of a held-out set that never steers training."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Iterable, Optional
+
+import keras
+
+from callbacks.base import StatefulCallback
+
+_NAN = float("nan")
+
+
+def monitored_keys(callback) -> list:
+    """The log keys a callback makes decisions on."""
+    keys = []
+    monitor = getattr(callback, "monitor", None)
+    if isinstance(monitor, str):
+        keys.append(monitor)
+    keys.extend(getattr(callback, "monitored_keys", []) or [])
+    return keys
+
+
+def check_no_test_monitor(callbacks: Iterable, prefix: str = "test_") -> None:
+    """Raises if any callback monitors a `prefix*` key."""
+    for callback in callbacks:
+        for key in monitored_keys(callback):
+            if isinstance(key, str) and key.startswith(prefix):
+                raise ValueError(
+                    f"{type(callback).__name__} monitors {key!r}, a held-out test key. The test "
+                    "set must never steer training (early stopping, checkpoint choice, LR). "
+                    f"Monitor the matching 'val_{key[len(prefix):]}' instead."
+                )
+
+
+def _sibling_callbacks(callback) -> Optional[list]:
+    """The callbacks of the running `fit`, found from the calling CallbackList."""
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, keras.callbacks.CallbackList) and callback in owner.callbacks:
+                return list(owner.callbacks)
+            frame = frame.f_back
+    finally:
+        del frame
+    return None
+
+
+class ScheduledEvaluation(StatefulCallback):
+    """Evaluates a held-out dataset every `every` epochs and after the last one.
+
+    The results go into `logs` as `test_loss`, `test_accuracy`, ... on **every**
+    epoch, NaN on epochs without an evaluation, so `CSVLogger` and
+    `TensorBoard` see stable columns. The training metrics the epoch reports
+    are not touched: evaluation runs after they were computed, and `fit`
+    resets the metrics at the start of the next epoch anyway.
+
+    At `on_train_begin` it refuses to run if any callback of the same `fit`
+    monitors a `test_*` key (`EarlyStopping`, `ModelCheckpoint`,
+    `ReduceLROnPlateau`, ours): the held-out set must never steer training.
+
+    Put it after `EarlyStopping` (so it can tell the last epoch and evaluate
+    it) and before `CSVLogger`, `TensorBoard` and `TrainingCurves` (so they
+    see its keys).
+
+    Args:
+        dataset: the held-out dataset, batched `(x, y)`.
+        every: evaluate every N epochs.
+        at_end: also evaluate after the last epoch (including an early stop).
+        prefix: the key prefix.
+        state_dir: where to keep the evaluation history for a resume.
+        verbose: 1 prints each evaluation.
+
+    Example:
+
+    >>> import numpy as np, tensorflow as tf
+    >>> test = tf.data.Dataset.from_tensor_slices((np.zeros((8, 4)), np.zeros(8))).batch(4)
+    >>> evaluation = ScheduledEvaluation(test, every=3)
+    """
+
+    def __init__(self, dataset, every: int = 5, at_end: bool = True, prefix: str = "test_", state_dir=None, verbose: int = 0):
+        super().__init__(state_dir=state_dir, state_name="scheduled_evaluation")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"Received: every={every!r}. Expected a positive integer.")
+        if not isinstance(prefix, str) or not prefix or prefix.startswith("val_"):
+            raise ValueError(f"Received: prefix={prefix!r}. Expected a non-empty prefix such as 'test_'.")
+        self.dataset = dataset
+        self.every = every
+        self.at_end = at_end
+        self.prefix = prefix
+        self.verbose = verbose
+        self.reset()
+
+    def reset(self):
+        self.history = []  # [{"epoch": int, "loss": float, ...}]
+        self.keys = None
+
+    def get_state(self):
+        return {"history": self.history, "keys": self.keys}
+
+    def set_state(self, state):
+        self.history = list(state["history"])
+        self.keys = state["keys"]
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        siblings = _sibling_callbacks(self)
+        if siblings is not None:
+            check_no_test_monitor(siblings, self.prefix)
+
+    def should_evaluate(self, epoch: int) -> bool:
+        last = epoch + 1 >= (self.params or {}).get("epochs", math.inf) or bool(
+            getattr(self.model, "stop_training", False)
+        )
+        return (epoch + 1) % self.every == 0 or (self.at_end and last)
+
+    def evaluate(self) -> dict:
+        results = self.model.evaluate(self.dataset, verbose=0, return_dict=True)
+        return {key: float(value) for key, value in results.items()}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.restore_for_epoch(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        results = None
+        if self.should_evaluate(epoch):
+            results = self.evaluate()
+            if self.keys is None:
+                self.keys = sorted(results)
+            self.history.append({"epoch": epoch, **results})
+            if self.verbose:
+                shown = ", ".join(f"{self.prefix}{k} {v:.4f}" for k, v in sorted(results.items()))
+                print(f"Epoch {epoch + 1}: {shown}")
+        if self.keys is None:
+            self.keys = self._expected_keys(logs or {})
+        if logs is not None:
+            for key in self.keys:
+                logs[self.prefix + key] = results.get(key, _NAN) if results else _NAN
+        self.save_state(epoch + 1)
+
+    def _expected_keys(self, logs: dict) -> list:
+        # Before the first evaluation, name the columns after the validation
+        # keys (what evaluate returns), or the training metrics.
+        val = sorted(k[4:] for k in logs if k.startswith("val_"))
+        if val:
+            return val
+        return sorted(self.model.get_metrics_result().keys())
+
+    @property
+    def last_results(self) -> Optional[dict]:
+        return dict(self.history[-1]) if self.history else None

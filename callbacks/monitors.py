@@ -1,0 +1,73 @@
+"""Throughput monitoring: images/sec and the estimated share of time spent waiting for input."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import keras
+import numpy as np
+
+
+class ThroughputMonitor(keras.callbacks.Callback):
+    """Measures training throughput per epoch and how much of it waits on input.
+
+    This is the one callback in the package that overrides batch hooks: it
+    has to time steps. It writes to `logs`:
+
+    - `images_per_sec`: training images / wall time of the epoch's steps;
+    - `input_wait_share`: an estimate of the share of step time spent
+      waiting for the input pipeline. Keras fetches the next batch inside the
+      compiled train step, so the wait cannot be timed on its own; instead a
+      step slower than the epoch's fast steps (the 20th percentile) is
+      counted as waiting for the excess. Stalls of other kinds (garbage
+      collection, a busy machine) count too, so read it as an upper bound;
+      `profile-input` measures the input-bound share directly.
+
+    Args:
+        batch_size: images per step (taken from the first batch's logs if
+            the model reports `size`, otherwise required for images/sec).
+
+    Example:
+
+    >>> monitor = ThroughputMonitor(batch_size=128)
+    """
+
+    def __init__(self, batch_size: Optional[int] = None):
+        super().__init__()
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"Received: batch_size={batch_size!r}. Expected a positive integer or None.")
+        self.batch_size = batch_size
+        self.history = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._step_times = []
+        self._step_start = None
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._step_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._step_start is not None:
+            self._step_times.append(time.perf_counter() - self._step_start)
+
+    def summarize(self, step_times, batch_size, elapsed) -> dict:
+        steps = np.asarray(step_times, dtype=np.float64)
+        if steps.size == 0:
+            return {"images_per_sec": float("nan"), "input_wait_share": float("nan")}
+        fast = float(np.percentile(steps, 20))
+        wait = float(np.clip(steps - fast, 0, None).sum())
+        total = float(steps.sum())
+        images = steps.size * (batch_size or 0)
+        return {
+            "images_per_sec": images / elapsed if images and elapsed > 0 else float("nan"),
+            "input_wait_share": wait / total if total > 0 else float("nan"),
+        }
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = time.perf_counter() - self._epoch_start
+        summary = self.summarize(self._step_times, self.batch_size, elapsed)
+        self.history.append({"epoch": epoch, **summary})
+        if logs is not None:
+            logs.update(summary)

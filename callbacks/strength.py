@@ -1,0 +1,245 @@
+"""Strength control: open-loop schedules and a closed-loop (ADA-style) controller."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Union
+
+import keras
+
+from callbacks.base import StatefulCallback, check_not_test_key, strength_variable
+from callbacks.schedules import Schedule, parse_schedule
+
+ACCURACY_KEYS = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "acc")
+
+
+def _check_unit(name, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
+        raise ValueError(f"Received: {name}={value!r}. Expected a float in [0, 1].")
+    return number
+
+
+class StrengthSchedule(keras.callbacks.Callback):
+    """Sets the augmentation strength from a pure `schedule(epoch)` each epoch.
+
+    The value is assigned at the start of each epoch (no retrace, no dataset
+    rebuild) and written to `logs["aug_strength"]`. It depends on the epoch
+    only, so a resumed run needs no saved state.
+
+    Args:
+        target: an `augment.Augment` layer or its strength variable.
+        schedule: a callable `epoch -> float` in [0, 1], or a spec string
+            such as `"linear:0.1:0.8:20"` (see `callbacks.schedules`).
+        verbose: 1 prints each new value.
+
+    Example:
+
+    >>> import augment
+    >>> layer = augment.Augment("mnist", strength=0.0, seed=0)
+    >>> callback = StrengthSchedule(layer, "linear:0.0:0.8:10")
+    >>> callback.on_epoch_begin(5); round(float(layer.strength.numpy()), 2)
+    0.4
+    """
+
+    def __init__(self, target, schedule: Union[str, Callable[[int], float]], verbose: int = 0):
+        super().__init__()
+        self.variable = strength_variable(target)
+        if isinstance(schedule, str):
+            schedule = parse_schedule(schedule)
+        if not callable(schedule):
+            raise ValueError(f"Received: schedule={schedule!r}. Expected a callable epoch -> float or a spec string.")
+        self.schedule = schedule
+        self.verbose = verbose
+        self.current = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        value = self.schedule(epoch)
+        if not (isinstance(value, (int, float)) and 0.0 <= float(value) <= 1.0):
+            raise ValueError(
+                f"StrengthSchedule: schedule({epoch}) returned {value!r}. Expected a float in [0, 1]."
+            )
+        self.current = float(value)
+        self.variable.assign(self.current)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: augmentation strength {self.current:.3f}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self.current is not None:
+            logs["aug_strength"] = self.current
+
+
+class AdaptiveStrength(StatefulCallback):
+    """Closed-loop strength control from an overfitting signal, like StyleGAN2-ADA.
+
+    The rule, applied at the end of every epoch after `warmup_epochs`:
+
+        strength <- clip(strength + speed * sign(signal - target_value),
+                         min_strength, max_strength)
+
+    The strength is the integral of the sign of the error, as in ADA: the
+    controller pushes augmentation up while the model overfits more than the
+    target allows and down while it underfits, at a fixed rate that noise in
+    one epoch cannot amplify.
+
+    Signals:
+        - `"accuracy_gap"`: train accuracy - val accuracy. Train accuracy is
+          measured on augmented batches, so stronger augmentation closes the
+          gap.
+        - `"loss_ratio"`: val loss / train loss.
+        - a callable `logs -> float`.
+
+    Defaults and why: `target_value=0.0` for the accuracy gap asks for the
+    strength at which augmented training is as hard as clean validation,
+    the point past which augmentation only costs fit; (`1.0` for the loss
+    ratio, for the same reason). `speed=0.05` crosses the whole [0, 1] range in
+    20 epochs, slow enough that one noisy epoch moves the strength by a
+    twentieth, fast enough to settle within a short MNIST run. `warmup_epochs=2`
+    waits until the first epochs' rapid gains, in which train and val move
+    together, are over.
+
+    Writes `aug_strength` (the strength used in the epoch) and `aug_signal` to
+    `logs`. With `state_dir`, the integrator resumes exactly.
+
+    Args:
+        target: an `augment.Augment` layer or its strength variable.
+        signal: `"accuracy_gap"`, `"loss_ratio"`, or a callable.
+        target_value: the signal value the controller steers to.
+        speed: strength change per epoch.
+        min_strength, max_strength: clamps.
+        warmup_epochs: epochs at the initial strength before control starts.
+        initial_strength: the starting strength (the target's value if None).
+        state_dir: where to keep resumable state (the backup directory).
+        verbose: 1 prints each decision.
+
+    Example:
+
+    >>> import augment
+    >>> layer = augment.Augment("mnist", strength=0.2, seed=0)
+    >>> controller = AdaptiveStrength(layer, warmup_epochs=0)
+    >>> controller.on_epoch_begin(0)
+    >>> controller.on_epoch_end(0, {"accuracy": 0.99, "val_accuracy": 0.95})
+    >>> round(float(layer.strength.numpy()), 2)
+    0.25
+    """
+
+    def __init__(
+        self,
+        target,
+        signal: Union[str, Callable[[dict], float]] = "accuracy_gap",
+        target_value: Optional[float] = None,
+        speed: float = 0.05,
+        min_strength: float = 0.0,
+        max_strength: float = 1.0,
+        warmup_epochs: int = 2,
+        initial_strength: Optional[float] = None,
+        state_dir=None,
+        verbose: int = 0,
+    ):
+        super().__init__(state_dir=state_dir, state_name="adaptive_strength")
+        self.variable = strength_variable(target)
+        if not (callable(signal) or signal in ("accuracy_gap", "loss_ratio")):
+            raise ValueError(
+                f"Received: signal={signal!r}. Expected 'accuracy_gap', 'loss_ratio' or a callable logs -> float."
+            )
+        self.signal = signal
+        if target_value is None:
+            target_value = 1.0 if signal == "loss_ratio" else 0.0
+        self.target_value = float(target_value)
+        if not float(speed) > 0:
+            raise ValueError(f"Received: speed={speed!r}. Expected a float > 0.")
+        self.speed = float(speed)
+        self.min_strength = _check_unit("min_strength", min_strength)
+        self.max_strength = _check_unit("max_strength", max_strength)
+        if self.min_strength > self.max_strength:
+            raise ValueError(
+                f"Received: min_strength={min_strength!r} > max_strength={max_strength!r}. Expected min <= max."
+            )
+        if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+            raise ValueError(f"Received: warmup_epochs={warmup_epochs!r}. Expected an integer >= 0.")
+        self.warmup_epochs = warmup_epochs
+        self.initial_strength = (
+            None if initial_strength is None else _check_unit("initial_strength", initial_strength)
+        )
+        self.verbose = verbose
+        self.reset()
+
+    @property
+    def monitored_keys(self):
+        if callable(self.signal):
+            return []
+        if self.signal == "loss_ratio":
+            return ["loss", "val_loss"]
+        return ["accuracy", "val_accuracy"]
+
+    def reset(self):
+        start = self.initial_strength
+        if start is None:
+            start = float(self.variable.numpy())
+        self.strength = min(max(start, self.min_strength), self.max_strength)
+        self.last_signal = float("nan")
+        self._next_epoch = None
+
+    def get_state(self):
+        return {"strength": self.strength, "last_signal": self.last_signal}
+
+    def set_state(self, state):
+        self.strength = float(state["strength"])
+        self.last_signal = float(state["last_signal"])
+
+    def compute_signal(self, logs: dict) -> float:
+        logs = logs or {}
+        if callable(self.signal):
+            return float(self.signal(logs))
+        if self.signal == "loss_ratio":
+            keys = ("loss", "val_loss")
+        else:
+            train_key = next((k for k in ACCURACY_KEYS if k in logs), None)
+            keys = (train_key or "accuracy", f"val_{train_key or 'accuracy'}")
+        missing = [k for k in keys if k not in logs]
+        if missing:
+            raise ValueError(
+                f"AdaptiveStrength(signal={self.signal!r}) needs {list(keys)} in the epoch logs, "
+                f"but {missing} is missing (logs have {sorted(logs)}). Compile with "
+                "metrics=['accuracy'] and pass validation_data to fit."
+            )
+        for key in keys:
+            check_not_test_key(key, "AdaptiveStrength")
+        train, val = float(logs[keys[0]]), float(logs[keys[1]])
+        if self.signal == "loss_ratio":
+            return val / train if train > 0 else float("inf")
+        return train - val
+
+    def raise_strength(self, amount: float) -> bool:
+        """Raises strength by `amount` for the next epoch; False if already at max."""
+        if self.strength >= self.max_strength - 1e-9:
+            return False
+        self.strength = min(self.max_strength, self.strength + float(amount))
+        self.variable.assign(self.strength)
+        if self._next_epoch is not None:
+            self.save_state(self._next_epoch)
+        return True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.restore_for_epoch(epoch)
+        self.variable.assign(self.strength)
+
+    def on_epoch_end(self, epoch, logs=None):
+        used = self.strength
+        signal = self.compute_signal(logs)
+        self.last_signal = signal
+        if epoch + 1 > self.warmup_epochs and math.isfinite(signal):
+            error = signal - self.target_value
+            direction = (error > 0) - (error < 0)
+            self.strength = min(max(self.strength + self.speed * direction, self.min_strength), self.max_strength)
+        self.variable.assign(self.strength)
+        if logs is not None:
+            logs["aug_strength"] = used
+            logs["aug_signal"] = signal
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: signal {signal:.4f}, strength {used:.3f} -> {self.strength:.3f}")
+        self._next_epoch = epoch + 1
+        self.save_state(epoch + 1)
