@@ -170,19 +170,15 @@ def prepare_run_dir(config: ExperimentConfig, explicit: Optional[set] = None) ->
 
 
 def package_versions() -> dict:
-    import albumentations
-    import click
-    import matplotlib
+    from importlib import metadata
 
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "albumentations": albumentations.__version__,
-        "click": click.__version__,
-        "matplotlib": matplotlib.__version__,
-    }
+    versions = {"python": platform.python_version()}
+    for name in ("augpipe", "tensorflow", "keras", "numpy", "tensorflow-datasets", "albumentations", "click", "matplotlib"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 # ----------------------------------------------------------------------------

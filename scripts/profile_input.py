@@ -1,0 +1,75 @@
+"""`profile-input`: input throughput side by side with the peers, and an input-bound verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+
+import click
+
+
+def _batch_sizes(ctx, param, value):
+    try:
+        sizes = [int(v) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected a comma-separated list of positive integers, got {value!r}") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise click.BadParameter(f"batch sizes must be positive integers, got {value!r}")
+    return sizes
+
+
+def _compare(ctx, param, value):
+    from scripts.profiling import PEERS
+
+    peers = [v.strip() for v in str(value).split(",") if v.strip() and v.strip() != "none"]
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        raise click.BadParameter(f"unknown peer(s) {', '.join(unknown)}; expected any of: {', '.join(PEERS)}, or none")
+    return peers
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--source", default="mnist-embedded", help="Any spec load_source accepts.")
+@click.option("--synthetic", type=click.IntRange(min=1), default=None, help="Use N seeded random uint8 images of the source's shape.")
+@click.option("--batch-sizes", default="256", callback=_batch_sizes, help="Comma-separated, e.g. 32,256,1024.")
+@click.option("--policy", default="mnist")
+@click.option("--strength", type=click.FloatRange(0, 1), default=1.0)
+@click.option("--repeats", type=click.IntRange(min=1), default=5)
+@click.option("--warmup", type=click.IntRange(min=0), default=2)
+@click.option("--compare", default="keras,albumentations", callback=_compare,
+              help="Peers: keras, keras-randaugment, albumentations (or none).")
+@click.option("--model", type=click.Choice(["none", "mlp", "cnn"]), default="none",
+              help="Also time a training step with in-memory vs pipeline input.")
+@click.option("--images", "images_per_measurement", type=click.IntRange(min=1), default=8192,
+              help="Images per timed measurement.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the results here.")
+def main(json_path, **options):
+    """Measure images/sec at each stage of the input pipeline, against the raw
+    ceiling and the peers, in one run; with --model, say whether training is
+    input-bound."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import augment
+    from scripts import profiling
+
+    try:
+        augment.get_policy(options["policy"])
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--policy") from None
+    try:
+        report = profiling.profile_input(progress=lambda m: click.echo(m, err=True), **options)
+    except (ValueError, FileNotFoundError) as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
+    click.echo(profiling.format_table(report))
+    if json_path:
+        path = pathlib.Path(json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2))
+        click.echo(f"wrote {path}", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,398 @@
+"""Input-pipeline profiling as a library: `profile_input(...) -> dict`.
+
+Every stage is measured in the same process, interleaved over repeats after a
+warm-up, and reported as images/sec (median, min, max) and as a ratio to the
+raw ceiling, so the comparison survives a noisy machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+PEERS = ("keras", "keras-randaugment", "albumentations")
+MODELS = ("none", "mlp", "cnn")
+# The TF profiler's input-bound thresholds.
+VERDICTS = ((0.05, "not input-bound"), (0.20, "moderately input-bound"), (float("inf"), "highly input-bound"))
+GEOMETRIC_OPS = ("rotate", "scale", "shear", "translate")
+
+
+def verdict(share: float) -> str:
+    for limit, text in VERDICTS:
+        if share < limit:
+            return text
+    return VERDICTS[-1][1]
+
+
+def _check_batch_sizes(batch_sizes) -> list:
+    sizes = list(batch_sizes)
+    if not sizes:
+        raise ValueError("Received: batch_sizes=[]. Expected at least one positive batch size.")
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"Received: batch size {size!r}. Expected positive integers, e.g. 32,256,1024.")
+    return sizes
+
+
+def _check_compare(compare) -> list:
+    peers = [p for p in compare if p]
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        raise ValueError(f"Unknown peer(s) {unknown} in compare. Expected any of: {', '.join(PEERS)}.")
+    return peers
+
+
+def load_images(source: str, synthetic: Optional[int], seed: int = 0) -> np.ndarray:
+    """The source's uint8 images, or `synthetic` seeded random ones of the same shape."""
+    import pipelines
+
+    images = pipelines.load_source(source).images
+    if synthetic is None:
+        return images
+    if isinstance(synthetic, bool) or not isinstance(synthetic, int) or synthetic < 1:
+        raise ValueError(f"Received: synthetic={synthetic!r}. Expected a positive number of images.")
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (synthetic,) + images.shape[1:], dtype=np.uint8)
+
+
+# ----------------------------------------------------------------------------
+# Stages: each is a function batch_size -> tf.data.Dataset of image batches,
+# or (dataset, device_fn) when the work runs after the iterator.
+
+
+def _raw(images, batch_size):
+    return tf.data.Dataset.from_tensor_slices(images).repeat().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _mapped(images, batch_size, fn):
+    return (
+        tf.data.Dataset.from_tensor_slices(images)
+        .repeat()
+        .batch(batch_size)
+        .map(fn, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def build_stages(images, policy: str, strength: float, compare: Sequence[str], seed: int = 0) -> dict:
+    import keras
+
+    import augment
+    from augment import ops
+
+    ours = augment.Augment(policy, strength=strength, seed=seed)
+    geometric = augment.Augment(
+        augment.get_policy("ops", ops={k: augment.policies.MnistPolicy.DEFAULTS[k] for k in GEOMETRIC_OPS}),
+        strength=strength,
+        seed=seed,
+    )
+    height, width = images.shape[1:3]
+
+    def bare_warp(batch):
+        # The reference: one ImageProjectiveTransformV3 call per batch, with
+        # random rotations, on the converted batch.
+        floats = ops.to_float(batch)
+        angles = tf.random.uniform([tf.shape(batch)[0]], -0.35, 0.35)
+        return ops.apply_affine(floats, ops.rotation_matrix(angles, height, width))
+
+    stages = {
+        "raw": lambda b: _raw(images, b),
+        "bare_warp": lambda b: _mapped(images, b, bare_warp),
+        "ours_host": lambda b: _mapped(images, b, lambda x: ours(x, training=True)),
+        "ours_geometric_host": lambda b: _mapped(images, b, lambda x: geometric(x, training=True)),
+        "ours_device": lambda b: (_raw(images, b), tf.function(lambda x: ours(x, training=True))),
+    }
+    # Equivalent ranges to the mnist policy at strength 1 (rotate 20 deg,
+    # translate 12 %, zoom 15 %).
+    if "keras" in compare:
+        rotation = 20.0 / 360.0 * strength
+        chain = keras.Sequential(
+            [
+                keras.layers.RandomRotation(rotation, fill_mode="constant", seed=seed),
+                keras.layers.RandomTranslation(0.12 * strength, 0.12 * strength, fill_mode="constant", seed=seed),
+                keras.layers.RandomZoom(0.15 * strength, fill_mode="constant", seed=seed),
+            ]
+        )
+        stages["keras_chain"] = lambda b: _mapped(images, b, lambda x: chain(ops.to_float(x), training=True))
+    if "keras-randaugment" in compare:
+        randaugment = keras.layers.RandAugment(value_range=(0, 1), num_ops=2, factor=0.5 * strength, seed=seed)
+        stages["keras_randaugment"] = lambda b: _mapped(images, b, lambda x: randaugment(ops.to_float(x), training=True))
+    if "albumentations" in compare:
+        import albumentations as A
+
+        compose = A.Compose(
+            [
+                A.Affine(
+                    rotate=(-20 * strength, 20 * strength),
+                    translate_percent=(-0.12 * strength, 0.12 * strength),
+                    scale=(1 - 0.15 * strength, 1 + 0.15 * strength),
+                    p=1.0,
+                )
+            ]
+        )
+        stages["albumentations"] = lambda b: _mapped(images, b, augment.albumentations_batch(compose, seed=seed))
+    return stages
+
+
+def _time_inside_tf(dataset, device_fn, num_batches) -> float:
+    """Seconds for `num_batches` consumed inside TF: `skip`, then one `next`."""
+    if device_fn is not None:
+
+        @tf.function
+        def consume(iterator, count):
+            total = tf.constant(0.0)
+            for _ in tf.range(count):
+                total += tf.reduce_sum(device_fn(next(iterator))[0, 0, 0])
+            return total
+
+        iterator = iter(dataset)
+        start = time.perf_counter()
+        consume(iterator, tf.constant(num_batches)).numpy()
+        return time.perf_counter() - start
+    start = time.perf_counter()
+    next(iter(dataset.skip(num_batches - 1)))
+    return time.perf_counter() - start
+
+
+def _time_from_python(dataset, device_fn, num_batches) -> float:
+    """Seconds for `num_batches` pulled from Python, the way `fit` sees them."""
+    iterator = iter(dataset)
+    start = time.perf_counter()
+    for _ in range(num_batches):
+        batch = next(iterator)
+        if device_fn is not None:
+            batch = device_fn(batch)
+    np.asarray(batch[0, 0, 0])
+    return time.perf_counter() - start
+
+
+def _summary(values, baseline=None) -> dict:
+    result = {
+        "median": float(statistics.median(values)),
+        "min": float(min(values)),
+        "max": float(max(values)),
+        "repeats": [float(v) for v in values],
+    }
+    if baseline:
+        result["ratio_to_raw"] = result["median"] / baseline
+    return result
+
+
+# ----------------------------------------------------------------------------
+# Model step: synthetic in-memory input vs the real pipeline
+
+
+def measure_input_bound(images, batch_size, model_kind, policy, strength, placement, num_batches, repeats, seed=0) -> dict:
+    import keras
+
+    import augment
+    import pipelines
+    from scripts.experiment import build_model
+
+    labels = np.arange(len(images)) % 10
+    source = pipelines.Source.from_arrays(images, labels, num_classes=10)
+    split = pipelines.make_splits(source, val_size=0, test_size=0.01, seed=seed).train
+    layer = augment.Augment(policy, strength=strength, seed=seed)
+    device_layer = layer if placement == "device" else augment.Augment("none", seed=seed)
+    model = build_model(
+        model_kind, images.shape[1:], 10, device_layer, input_dtype="uint8" if placement == "device" else "float32"
+    )
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    real = pipelines.build_pipeline(
+        split, batch_size=batch_size, training=True, seed=seed, drop_remainder=True,
+        host_augment=layer if placement == "host" else None,
+    ).repeat()
+    first = next(iter(real))
+    synthetic = tf.data.Dataset.from_tensors(first).repeat()
+
+    def timed(dataset):
+        start = time.perf_counter()
+        model.fit(dataset, steps_per_epoch=num_batches, epochs=1, verbose=0, shuffle=False)
+        return time.perf_counter() - start
+
+    timed(synthetic)
+    timed(real)
+    synthetic_times, real_times = [], []
+    for _ in range(repeats):
+        synthetic_times.append(timed(synthetic))
+        real_times.append(timed(real))
+    synthetic_step = statistics.median(synthetic_times) / num_batches
+    real_step = statistics.median(real_times) / num_batches
+    share = max(0.0, 1.0 - synthetic_step / real_step)
+    return {
+        "placement": placement,
+        "model": model_kind,
+        "step_time_synthetic_ms": 1000 * synthetic_step,
+        "step_time_pipeline_ms": 1000 * real_step,
+        "input_bound_share": share,
+        "verdict": verdict(share),
+    }
+
+
+# ----------------------------------------------------------------------------
+
+
+def context() -> dict:
+    import albumentations
+    import keras
+
+    return {
+        "versions": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "numpy": np.__version__,
+            "albumentations": albumentations.__version__,
+        },
+        "cpu_count": os.cpu_count(),
+        "threading": {
+            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+            "tf_data": "AUTOTUNE",
+        },
+        "gpu_used": bool(tf.config.list_physical_devices("GPU")),
+        "machine": platform.machine(),
+    }
+
+
+def profile_input(
+    *,
+    source: str = "mnist-embedded",
+    synthetic: Optional[int] = None,
+    batch_sizes: Sequence[int] = (256,),
+    policy: str = "mnist",
+    strength: float = 1.0,
+    repeats: int = 5,
+    warmup: int = 2,
+    compare: Sequence[str] = ("keras", "albumentations"),
+    model: str = "none",
+    images_per_measurement: int = 8192,
+    progress: Optional[Callable[[str], None]] = None,
+    seed: int = 0,
+) -> dict:
+    """Profiles the input pipeline and returns a plain dict.
+
+    Returns:
+        `{"context": ..., "settings": ..., "results": {batch_size: {"inside_tf":
+        {stage: summary}, "from_python": {stage: summary}}}, "model": {...}}`,
+        where a summary holds images/sec `median`, `min`, `max`, the
+        `repeats` and `ratio_to_raw`, and `model` (with `model != "none"`)
+        holds the input-bound share and verdict for host and device placement.
+    """
+    import augment
+
+    progress = progress or (lambda message: None)
+    batch_sizes = _check_batch_sizes(batch_sizes)
+    peers = _check_compare(compare)
+    if model not in MODELS:
+        raise ValueError(f"Unknown model {model!r}. Expected one of: {', '.join(MODELS)}.")
+    augment.get_policy(policy)
+    augment.check_strength(strength)
+    for name, value, low in (("repeats", repeats, 1), ("warmup", warmup, 0), ("images_per_measurement", images_per_measurement, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"Received: {name}={value!r}. Expected an integer >= {low}.")
+    images = load_images(source, synthetic, seed)
+    stages = build_stages(images, policy, strength, peers, seed)
+    results = {}
+    for batch_size in batch_sizes:
+        num_batches = max(2, images_per_measurement // batch_size)
+        built = {}
+        for name, make in stages.items():
+            made = make(batch_size)
+            built[name] = made if isinstance(made, tuple) else (made, None)
+        progress(f"batch {batch_size}: warming up {len(built)} stages")
+        for name, (dataset, fn) in built.items():
+            for _ in range(warmup):
+                _time_inside_tf(dataset, fn, num_batches)
+        timings = {way: {name: [] for name in built} for way in ("inside_tf", "from_python")}
+        for repeat in range(repeats):
+            progress(f"batch {batch_size}: repeat {repeat + 1}/{repeats}")
+            for name, (dataset, fn) in built.items():
+                seconds = _time_inside_tf(dataset, fn, num_batches)
+                timings["inside_tf"][name].append(num_batches * batch_size / seconds)
+                seconds = _time_from_python(dataset, fn, num_batches)
+                timings["from_python"][name].append(num_batches * batch_size / seconds)
+        results[batch_size] = {}
+        for way, per_stage in timings.items():
+            raw = statistics.median(per_stage["raw"])
+            results[batch_size][way] = {name: _summary(values, raw) for name, values in per_stage.items()}
+        inside = results[batch_size]["inside_tf"]
+        derived = {"ours_full_vs_bare_warp": inside["ours_host"]["median"] / inside["bare_warp"]["median"]}
+        if "keras_chain" in inside:
+            derived["ours_geometric_vs_keras_chain"] = inside["ours_geometric_host"]["median"] / inside["keras_chain"]["median"]
+        if "albumentations" in inside:
+            derived["ours_geometric_vs_albumentations"] = (
+                inside["ours_geometric_host"]["median"] / inside["albumentations"]["median"]
+            )
+        results[batch_size]["ratios"] = derived
+    model_results = None
+    if model != "none":
+        model_results = []
+        for placement in ("device", "host"):
+            for batch_size in batch_sizes:
+                progress(f"model {model}: {placement} placement, batch {batch_size}")
+                model_results.append(
+                    {
+                        "batch_size": batch_size,
+                        **measure_input_bound(
+                            images, batch_size, model, policy, strength, placement,
+                            num_batches=max(4, images_per_measurement // batch_size // 2), repeats=max(1, min(repeats, 3)),
+                            seed=seed,
+                        ),
+                    }
+                )
+    return {
+        "context": context(),
+        "settings": {
+            "source": source,
+            "synthetic": synthetic,
+            "image_shape": list(images.shape[1:]),
+            "num_images": int(len(images)),
+            "batch_sizes": batch_sizes,
+            "policy": policy,
+            "strength": strength,
+            "repeats": repeats,
+            "warmup": warmup,
+            "compare": peers,
+            "model": model,
+            "images_per_measurement": images_per_measurement,
+        },
+        "results": {str(k): v for k, v in results.items()},
+        "model": model_results,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }
+
+
+def format_table(report: dict) -> str:
+    lines = []
+    for batch_size, result in report["results"].items():
+        inside, python = result["inside_tf"], result["from_python"]
+        lines.append(f"batch {batch_size}  (images/sec: median [min-max]; x raw)")
+        lines.append(f"  {'stage':<22} {'inside TF':>28} {'from Python':>28}")
+        for name in inside:
+            a, b = inside[name], python[name]
+            lines.append(
+                f"  {name:<22} {a['median']:>9.0f} [{a['min']:.0f}-{a['max']:.0f}] x{a['ratio_to_raw']:.2f}"
+                f"  {b['median']:>9.0f} [{b['min']:.0f}-{b['max']:.0f}] x{b['ratio_to_raw']:.2f}"
+            )
+        for key, value in result["ratios"].items():
+            lines.append(f"  {key}: {value:.2f}x")
+    for row in report.get("model") or []:
+        lines.append(
+            f"model {row['model']} batch {row['batch_size']} ({row['placement']} augmentation): step "
+            f"{row['step_time_pipeline_ms']:.1f} ms vs {row['step_time_synthetic_ms']:.1f} ms with in-memory input: "
+            f"{100 * row['input_bound_share']:.1f}% input-bound -> {row['verdict']}"
+        )
+    ctx = report["context"]
+    lines.append(
+        f"context: TF {ctx['versions']['tensorflow']}, Keras {ctx['versions']['keras']}, {ctx['cpu_count']} CPUs, "
+        f"GPU used: {ctx['gpu_used']}, peak RSS {report['peak_rss_mb']:.0f} MB"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""profile-input: the dict, the JSON, the CLI. No timing assertions."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from scripts import profiling
+from scripts.profile_input import main
+
+TINY = dict(synthetic=256, batch_sizes=[64], repeats=1, warmup=0, images_per_measurement=128)
+
+
+def test_profile_dict_has_documented_fields_and_positive_ratios():
+    report = profiling.profile_input(compare=["keras", "keras-randaugment", "albumentations"], **TINY)
+    assert set(report) >= {"context", "settings", "results", "model", "peak_rss_mb"}
+    assert report["context"]["cpu_count"] >= 1 and "tensorflow" in report["context"]["versions"]
+    assert "gpu_used" in report["context"] and "intra_op" in report["context"]["threading"]
+    result = report["results"]["64"]
+    for way in ("inside_tf", "from_python"):
+        stages = result[way]
+        for name in ("raw", "bare_warp", "ours_host", "ours_geometric_host", "ours_device", "keras_chain",
+                     "keras_randaugment", "albumentations"):
+            summary = stages[name]
+            assert summary["median"] > 0 and summary["min"] <= summary["median"] <= summary["max"]
+            assert summary["ratio_to_raw"] > 0
+    assert all(value > 0 for value in result["ratios"].values())
+    assert set(result["ratios"]) == {
+        "ours_full_vs_bare_warp", "ours_geometric_vs_keras_chain", "ours_geometric_vs_albumentations",
+    }
+    assert report["model"] is None
+
+
+def test_model_stage_gives_a_verdict():
+    report = profiling.profile_input(compare=[], model="mlp", **TINY)
+    rows = report["model"]
+    assert {row["placement"] for row in rows} == {"device", "host"}
+    for row in rows:
+        assert 0.0 <= row["input_bound_share"] <= 1.0
+        assert row["verdict"] in ("not input-bound", "moderately input-bound", "highly input-bound")
+        assert row["step_time_pipeline_ms"] > 0 and row["step_time_synthetic_ms"] > 0
+
+
+def test_verdict_thresholds():
+    assert profiling.verdict(0.01) == "not input-bound"
+    assert profiling.verdict(0.10) == "moderately input-bound"
+    assert profiling.verdict(0.30) == "highly input-bound"
+
+
+def test_cli_writes_valid_json(tmp_path):
+    out = tmp_path / "profile.json"
+    result = CliRunner().invoke(
+        main,
+        ["--synthetic", "256", "--batch-sizes", "32,64", "--repeats", "1", "--warmup", "0", "--images", "128",
+         "--compare", "keras", "--json", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert set(data["results"]) == {"32", "64"}
+    assert "keras_chain" in result.stdout and "ours_host" in result.stdout
+    assert "repeat 1/1" in result.stderr  # progress goes to stderr
+
+
+def test_cli_help():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for option in ("--batch-sizes", "--compare", "--synthetic", "--model", "--json", "--repeats", "--warmup"):
+        assert option in result.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--compare", "keras,dali"], "unknown peer\\(s\\) dali"),
+        (["--batch-sizes", "0"], "batch sizes must be positive"),
+        (["--batch-sizes", "32,abc"], "comma-separated list of positive integers"),
+        (["--policy", "mnsit"], "Unknown policy 'mnsit'"),
+    ],
+)
+def test_cli_bad_arguments(args, message):
+    import re
+
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert re.search(message, result.output), result.output
+    assert "Traceback" not in result.output
+
+
+def test_library_bad_arguments():
+    with pytest.raises(ValueError, match=r"Unknown peer\(s\) \['dali'\]"):
+        profiling.profile_input(compare=["dali"], **TINY)
+    with pytest.raises(ValueError, match="batch size 0"):
+        profiling.profile_input(**{**TINY, "batch_sizes": [0]})

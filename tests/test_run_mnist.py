@@ -1,0 +1,203 @@
+"""run-mnist through click's CliRunner, on tiny data written by the tests."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from scripts.run_mnist import main
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    labels = np.arange(300) % 10
+    images = rng.integers(0, 40, (300, 28, 28), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        images[i, 4:24, 2 + 2 * label : 4 + 2 * label] = 255  # a class-dependent bar
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, x_train=images[:240], y_train=labels[:240], x_test=images[240:], y_test=labels[240:])
+    return f"npz:{path}"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def read_log(run_dir):
+    with open(run_dir / "log.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_help():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for option in ("--strength", "--placement", "--resume", "--overwrite", "--eval-every", "--mixup"):
+        assert option in result.output
+
+
+def test_smoke_run_writes_every_artifact(tiny_npz, tmp_path):
+    run_dir = tmp_path / "run"
+    result = invoke("--source", tiny_npz, "--epochs", 2, "--batch-size", 32, "--eval-every", 1, "--run-dir", run_dir)
+    assert result.exit_code == 0, result.output
+    for name in ("config.json", "best.keras", "log.csv", "curves.png", "report.json"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "backup" / "latest.weights.h5").is_file()
+    assert any((run_dir / "tensorboard").rglob("events.out.tfevents*"))
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["options"]["epochs"] == 2 and config["options"]["source"] == tiny_npz
+    assert "tensorflow" in config["versions"] and "npz" in config["provenance"]
+    assert len(config["splits"]["train"]["fingerprint"]) == 16
+    report = json.loads((run_dir / "report.json").read_text())
+    for key in ("test_loss", "test_accuracy", "epochs_run", "wall_time_s", "images_per_sec", "provenance", "best_epoch"):
+        assert key in report, key
+    assert report["epochs_run"] == 2 and 0.0 <= report["test_accuracy"] <= 1.0
+    assert report["splits"]["test"]["size"] == 60
+    rows = read_log(run_dir)
+    assert len(rows) == 2
+    for key in ("test_loss", "test_accuracy", "aug_strength", "learning_rate", "val_accuracy", "images_per_sec"):
+        assert key in rows[0], key
+    assert "test accuracy (best model)" in result.stdout
+    assert "epoch   2/2" in result.stderr and "strength" in result.stderr
+
+
+def test_refuses_existing_run_dir_then_overwrites(tiny_npz, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("{}")
+    result = invoke("--source", tiny_npz, "--epochs", 1, "--model", "mlp", "--run-dir", run_dir)
+    assert result.exit_code == 2
+    assert "already exists" in result.output and "--resume" in result.output and "--overwrite" in result.output
+    assert (run_dir / "config.json").read_text() == "{}"  # nothing touched
+    result = invoke("--source", tiny_npz, "--epochs", 1, "--model", "mlp", "--run-dir", run_dir, "--overwrite", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads((run_dir / "config.json").read_text())["options"]["epochs"] == 1
+
+
+def test_overwrite_refuses_a_foreign_directory(tiny_npz, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = invoke("--source", tiny_npz, "--epochs", 1, "--run-dir", tmp_path, "--overwrite")
+    assert result.exit_code == 2 and "does not look like a run directory" in result.output
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_resume_continues_epochs_and_strength(tiny_npz, tmp_path):
+    run_dir = tmp_path / "run"
+    first = invoke("--source", tiny_npz, "--epochs", 3, "--model", "mlp", "--batch-size", 32, "--run-dir", run_dir, "--quiet")
+    assert first.exit_code == 0, first.output
+    saved = json.loads((run_dir / "backup" / "adaptive_strength.json").read_text())
+    assert saved["epoch"] == 3
+    again = invoke("--run-dir", run_dir, "--resume", "--epochs", 5)
+    assert again.exit_code == 0, again.output
+    rows = read_log(run_dir)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4]
+    # The resumed epoch runs at the strength the controller chose before the stop.
+    assert float(rows[3]["aug_strength"]) == pytest.approx(saved["state"]["strength"])
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["epochs_run"] == 5 and report["epochs_this_session"] == 2
+    assert report["options"]["model"] == "mlp"  # the saved options, not the defaults
+
+
+def test_resume_refuses_changed_options_and_missing_run(tiny_npz, tmp_path):
+    result = invoke("--run-dir", tmp_path / "nothing", "--resume")
+    assert result.exit_code == 2 and "no config.json" in result.output
+    run_dir = tmp_path / "run"
+    assert invoke("--source", tiny_npz, "--epochs", 1, "--model", "mlp", "--run-dir", run_dir, "--quiet").exit_code == 0
+    result = invoke("--run-dir", run_dir, "--resume", "--model", "cnn")
+    assert result.exit_code == 2 and "cannot change --model" in result.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--policy", "mnsit"], "Unknown policy 'mnsit'.*Did you mean 'mnist'"),
+        (["--strength", "linear:0.1"], "Invalid --strength 'linear:0.1'"),
+        (["--strength", "constant:2"], "outside"),
+        (["--batch-size", "-3"], "batch-size"),
+        (["--model", "resnet"], "resnet"),
+    ],
+)
+def test_bad_options_exit_2(args, message, tmp_path):
+    result = invoke(*args, "--run-dir", tmp_path / "run")
+    assert result.exit_code == 2
+    import re
+
+    assert re.search(message, result.output), result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_source_exits_1_with_one_line(tmp_path):
+    result = invoke("--source", f"npz:{tmp_path / 'missing.npz'}", "--run-dir", tmp_path / "run", "--quiet")
+    assert result.exit_code == 1
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1 and "npz file not found" in error_lines[0]
+    assert "Traceback" not in result.output
+
+
+class NanAfter(__import__("keras").layers.Layer):
+    """Passes values through, then turns them into NaN after `steps` training calls."""
+
+    def __init__(self, steps, **kwargs):
+        super().__init__(**kwargs)
+        self.steps = steps
+        self.count = self.add_weight(shape=(), initializer="zeros", trainable=False, name="count")
+
+    def call(self, x, training=None):
+        import tensorflow as tf
+
+        if training:
+            self.count.assign_add(1.0)
+        poison = tf.where(self.count > self.steps, float("nan"), 1.0)
+        return x * poison
+
+    def get_config(self):
+        return {**super().get_config(), "steps": self.steps}
+
+
+def test_nan_loss_stops_with_a_clear_message(tiny_npz, tmp_path, monkeypatch):
+    from scripts import experiment
+
+    original = experiment.build_backbone
+    # 216 training images / 32 = 7 steps per epoch: NaN appears in epoch 3.
+    monkeypatch.setattr(experiment, "build_backbone", lambda kind, n: original(kind, n) + [NanAfter(16)])
+    run_dir = tmp_path / "run"
+    result = invoke("--source", tiny_npz, "--model", "mlp", "--epochs", 5, "--batch-size", 32, "--run-dir", run_dir, "--quiet")
+    assert result.exit_code == 1
+    assert "loss became NaN" in result.stderr and "Traceback" not in result.output
+    # The last good state is kept: the backup is from the end of epoch 2.
+    metadata = json.loads((run_dir / "backup" / "training_metadata.json").read_text())
+    assert metadata["epoch"] == 2
+    assert (run_dir / "best.keras").is_file()
+    assert len(read_log(run_dir)) == 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_at_a_safe_point_and_prints_the_resume_command(tiny_npz, tmp_path):
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scripts.run_mnist", "--source", tiny_npz, "--model", "mlp", "--epochs", "200",
+         "--batch-size", "16", "--run-dir", str(run_dir), "--no-tensorboard"],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )
+    deadline = time.monotonic() + 120
+    for line in process.stderr:
+        if line.startswith("epoch") or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert f"run-mnist --run-dir {run_dir} --resume" in stderr
+    assert (run_dir / "backup" / "latest.weights.h5").is_file()
+    epochs_done = len(read_log(run_dir))
+    assert 1 <= epochs_done < 200
+    metadata = json.loads((run_dir / "backup" / "training_metadata.json").read_text())
+    assert metadata["epoch"] == epochs_done  # the backup matches the last whole epoch
