@@ -62,6 +62,10 @@ def build_pipeline(
     drop_remainder: bool = False,
     deterministic: bool = True,
     host_parallel_calls: Optional[int] = None,
+    shard: Optional[tuple] = None,
+    epoch_variable: Optional[tf.Variable] = None,
+    epoch_examples: Optional[int] = None,
+    repeat: bool = False,
 ) -> tf.data.Dataset:
     """Builds the tf.data pipeline for one split.
 
@@ -90,6 +94,15 @@ def build_pipeline(
         drop_remainder: drop the last partial batch.
         deterministic: keep element order under parallel host augmentation.
         host_parallel_calls: parallelism of host augmentation (AUTOTUNE).
+        shard: `(num_shards, index)`: keep every `num_shards`-th example of
+            each epoch's order, starting at `index` (one input pipeline of a
+            multi-worker strategy). The shards of an epoch partition it.
+        epoch_variable: an int64 variable to use as the epoch counter (made
+            here if None), e.g. one shared by the pipelines of several workers.
+        epoch_examples: keep only the first N examples of each (sharded)
+            epoch, so that replicas of a strategy see equal step counts.
+        repeat: run epoch after epoch in one iterator (for `fit` with
+            `steps_per_epoch`), each with its own `(seed, epoch)` order.
 
     Example:
 
@@ -108,36 +121,38 @@ def build_pipeline(
         raise ValueError(f"Split {split.name!r} is empty; there is nothing to iterate.")
     if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
         raise ValueError(f"`initial_epoch` must be an integer >= 0. Received: {initial_epoch!r}.")
+    num_shards, shard_index = shard if shard is not None else (1, 0)
+    if not (isinstance(num_shards, int) and isinstance(shard_index, int) and 0 <= shard_index < num_shards):
+        raise ValueError(f"`shard` must be (num_shards, index) with 0 <= index < num_shards. Received: {shard!r}.")
     functions = []
     if host_augment is not None:
         items = host_augment if isinstance(host_augment, (list, tuple)) else [host_augment]
         functions = [as_batch_fn(fn) for fn in items]
 
     num_examples = len(split)
-    images = tf.constant(split.images)
-    labels = tf.constant(split.labels)
-    num_classes = split.num_classes
+    gather = make_gather(split, one_hot)
+    shard_size = len(range(shard_index, num_examples, num_shards))
 
-    def gather(index):
-        batch_labels = tf.gather(labels, index)
-        if one_hot:
-            batch_labels = tf.one_hot(batch_labels, num_classes, dtype=tf.float32)
-        return tf.gather(images, index), batch_labels
-
-    epoch_variable = None
     if training:
-        epoch_variable = tf.Variable(int(initial_epoch), dtype=tf.int64, trainable=False, name="pipeline_epoch")
+        if epoch_variable is None:
+            epoch_variable = tf.Variable(int(initial_epoch), dtype=tf.int64, trainable=False, name="pipeline_epoch")
 
         def one_epoch(_):
             # Read the epoch, then advance it, once per iterator: the order
             # depends on (seed, epoch) only, never on how many epochs ran in
             # this process.
             epoch = epoch_variable.assign_add(1) - 1
-            return tf.data.Dataset.from_tensor_slices(epoch_order(num_examples, seed, epoch))
+            order = epoch_order(num_examples, seed, epoch)[shard_index::num_shards]
+            if epoch_examples is not None:
+                order = order[:epoch_examples]
+            return tf.data.Dataset.from_tensor_slices(order)
 
-        dataset = tf.data.Dataset.from_tensors(0).flat_map(one_epoch)
+        start = tf.data.Dataset.from_tensors(0)
+        dataset = (start.repeat() if repeat else start).flat_map(one_epoch)
     else:
-        dataset = tf.data.Dataset.range(num_examples)
+        epoch_variable = None
+        dataset = tf.data.Dataset.range(shard_index, num_examples, num_shards)
+    num_examples = min(shard_size, epoch_examples) if epoch_examples else shard_size
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(gather, num_parallel_calls=AUTOTUNE, deterministic=True)
     if training:
@@ -150,7 +165,8 @@ def build_pipeline(
     else:
         dataset = dataset.cache()
     num_batches = num_examples // batch_size if drop_remainder else math.ceil(num_examples / batch_size)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
+    if not (training and repeat):
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
     dataset = dataset.prefetch(AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
@@ -158,6 +174,21 @@ def build_pipeline(
     if epoch_variable is not None:
         setattr(dataset, _EPOCH_ATTRIBUTE, epoch_variable)
     return dataset
+
+
+def make_gather(split: Split, one_hot: bool = False):
+    """A map function: a batch of indices -> (uint8 images, labels) from memory."""
+    images = tf.constant(split.images)
+    labels = tf.constant(split.labels)
+    num_classes = split.num_classes
+
+    def gather(index):
+        batch_labels = tf.gather(labels, index)
+        if one_hot:
+            batch_labels = tf.one_hot(batch_labels, num_classes, dtype=tf.float32)
+        return tf.gather(images, index), batch_labels
+
+    return gather
 
 
 def pipeline_epoch_variable(dataset: tf.data.Dataset) -> tf.Variable:
@@ -179,7 +210,11 @@ class EpochSync(keras.callbacks.Callback):
     start at a later epoch).
 
     Args:
-        dataset: a training dataset returned by `build_pipeline`.
+        dataset: a training dataset returned by `build_pipeline`, or the
+            epoch variable shared by several pipelines.
+        first_epoch_only: set the counter only when `fit` starts, for
+            pipelines built with `repeat=True`, whose iterator outlives the
+            epoch and advances the counter itself.
 
     Example:
 
@@ -189,9 +224,20 @@ class EpochSync(keras.callbacks.Callback):
     >>> sync = EpochSync(train)
     """
 
-    def __init__(self, dataset: tf.data.Dataset):
+    def __init__(self, dataset, first_epoch_only: bool = False):
         super().__init__()
-        self.epoch_variable = pipeline_epoch_variable(dataset)
+        self.first_epoch_only = first_epoch_only
+        self._synced = False
+        if isinstance(dataset, tf.Variable):
+            self.epoch_variable = dataset
+        else:
+            self.epoch_variable = pipeline_epoch_variable(dataset)
+
+    def on_train_begin(self, logs=None):
+        self._synced = False
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self.first_epoch_only and self._synced:
+            return
         self.epoch_variable.assign(epoch)
+        self._synced = True

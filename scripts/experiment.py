@@ -115,6 +115,23 @@ def validate(config: ExperimentConfig) -> None:
         raise UsageError(f"--patience must be a positive integer. Received: {config.patience!r}.")
     if config.resume and config.overwrite:
         raise UsageError("--resume and --overwrite contradict each other: pick one.")
+    if config.strategy not in ("default", "mirrored", "multiworker"):
+        raise UsageError(f"Unknown --strategy {config.strategy!r}. Expected default, mirrored or multiworker.")
+    if config.data_service and config.local_data_service:
+        raise UsageError("--data-service and --local-data-service contradict each other: pick one.")
+    if config.data_service:
+        from pipelines import distribute
+
+        try:
+            distribute.parse_service_address(config.data_service)
+        except ValueError as error:
+            raise UsageError(f"--data-service: {error}") from None
+    if (config.data_service or config.local_data_service) and (config.placement == "host" or config.mixup):
+        raise UsageError(
+            "The tf.data service cannot run host-side augmentation or MixUp/CutMix: its workers "
+            "cannot read the trainer's strength and probability variables. Use --placement device "
+            "and --no-mixup with --data-service/--local-data-service."
+        )
 
 
 # ----------------------------------------------------------------------------
@@ -384,16 +401,27 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None, 
         host.append(augment.MixUpCutMix(num_classes=num_classes, seed=config.seed))
     if config.placement == "host":
         host.append(aug_layer)
-    train = distribute.build_training_input(
-        splits.train,
-        strategy=strategy,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        host_augment=host or None,
-        one_hot=config.mixup,
-        data_service=config.data_service,
-        local_data_service=config.local_data_service,
-    )
+    initial_epoch = 0
+    metadata = backup_dir / "training_metadata.json"
+    if config.resume and metadata.is_file():
+        initial_epoch = int(json.loads(metadata.read_text()).get("epoch", 0))
+    try:
+        train = distribute.build_training_input(
+            splits.train,
+            strategy=strategy,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            host_augment=host or None,
+            one_hot=config.mixup,
+            data_service=config.data_service,
+            local_data_service=config.local_data_service,
+            num_epochs=config.epochs,
+            initial_epoch=initial_epoch,
+        )
+    except (ValueError, ConnectionError) as error:
+        raise RunError(str(error)) from None
+    if train.service is not None:
+        log(f"tf.data service: dispatcher {train.service.target} with {config.local_data_service} worker(s)")
     val = pipelines.build_pipeline(splits.val, batch_size=config.batch_size, training=False, one_hot=config.mixup)
     test = pipelines.build_pipeline(splits.test, batch_size=config.batch_size, training=False, one_hot=config.mixup)
     if config.placement == "host":
@@ -451,16 +479,18 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None, 
     if not config.quiet:
         callback_list.append(EpochLine(config.epochs))
 
+    distribute.prepare_model_for_strategy(model, strategy)
     try:
-        history = model.fit(
-            train.dataset,
-            validation_data=val,
-            epochs=config.epochs,
-            callbacks=callback_list,
-            verbose=0,
-            shuffle=False,
-            steps_per_epoch=train.steps_per_epoch,
-        )
+        with strategy.scope():
+            history = model.fit(
+                train.dataset,
+                validation_data=val,
+                epochs=config.epochs,
+                callbacks=callback_list,
+                verbose=0,
+                shuffle=False,
+                steps_per_epoch=train.steps_per_epoch,
+            )
     except NanLossError as error:
         raise RunError(
             f"loss became NaN ({error}); the run stopped and kept the last good backup and "
@@ -468,6 +498,9 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None, 
         ) from None
     except KeyboardInterrupt:
         raise Interrupted(str(run_dir)) from None
+    finally:
+        if train.service is not None:
+            train.service.stop()
     if interrupt.requested:
         raise Interrupted(str(run_dir))
 

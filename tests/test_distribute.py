@@ -1,0 +1,144 @@
+"""tf.distribute and the tf.data service, on loopback only, no GPU."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+import pipelines
+from pipelines import distribute
+
+HELPERS = os.path.join(os.path.dirname(__file__), "helpers")
+
+
+def run_helper(name, *args, env=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, os.path.join(HELPERS, name), *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+def test_mirrored_matches_single_device_and_strength_reaches_replicas():
+    result = run_helper("mirrored_run.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2 and report["steps_per_epoch"] == 5
+    assert report["max_weight_difference"] < 1e-5
+    assert report["replica_strengths"] == pytest.approx([0.7, 0.7])
+
+
+@pytest.fixture(scope="module")
+def local_service():
+    service = distribute.LocalDataService(num_workers=2)
+    yield service
+    service.stop()
+
+
+def test_data_service_distributed_epoch_yields_each_element_once(local_service):
+    dataset = distribute.through_data_service(
+        tf.data.Dataset.range(200), local_service.target, processing_mode="distributed_epoch", job_name="once"
+    )
+    elements = sorted(int(x) for x in dataset)
+    assert elements == list(range(200))
+    assert len(local_service.workers) == 2
+
+
+def test_service_training_stream_covers_every_example_per_epoch(local_service, tiny_source):
+    split = pipelines.make_splits(tiny_source, val_size=20, test_size=20, seed=0).train
+    stream = distribute.service_training_stream(split, batch_size=16, seed=2, num_epochs=2)
+    dataset = distribute.through_data_service(stream, local_service.target, job_name="stream")
+    labels = np.concatenate([y.numpy() for _, y in dataset])
+    assert len(labels) == 2 * len(split)
+    np.testing.assert_array_equal(np.bincount(labels), 2 * np.bincount(split.labels))
+
+
+def test_bad_service_addresses_fail_fast():
+    with pytest.raises(ValueError, match="Expected grpc://HOST:PORT"):
+        distribute.parse_service_address("localhost:5050")
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match="No tf.data service dispatcher at grpc://127.0.0.1:9"):
+        distribute.through_data_service(tf.data.Dataset.range(3), "grpc://127.0.0.1:9")
+    assert time.monotonic() - start < 30
+    with pytest.raises(ValueError, match="processing_mode"):
+        distribute.through_data_service(tf.data.Dataset.range(3), "grpc://127.0.0.1:9", processing_mode="dynamic")
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    labels = np.arange(300) % 10
+    images = rng.integers(0, 40, (300, 28, 28), dtype=np.uint8)
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, x_train=images[:240], y_train=labels[:240], x_test=images[240:], y_test=labels[240:])
+    return f"npz:{path}"
+
+
+def test_run_mnist_with_local_data_service(tiny_npz, tmp_path):
+    from scripts.run_mnist import main
+
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(
+        main, ["--source", tiny_npz, "--model", "mlp", "--epochs", "1", "--batch-size", "32",
+               "--local-data-service", "2", "--run-dir", str(run_dir), "--quiet"],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["epochs_run"] == 1 and report["options"]["local_data_service"] == 2
+
+
+def test_run_mnist_bad_data_service(tiny_npz, tmp_path):
+    from scripts.run_mnist import main
+
+    start = time.monotonic()
+    result = CliRunner().invoke(
+        main, ["--source", tiny_npz, "--epochs", "1", "--data-service", "grpc://127.0.0.1:9",
+               "--run-dir", str(tmp_path / "a"), "--quiet"],
+    )
+    assert result.exit_code == 1 and "No tf.data service dispatcher" in result.stderr
+    assert time.monotonic() - start < 30
+    result = CliRunner().invoke(main, ["--data-service", "localhost", "--run-dir", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "Expected grpc://HOST:PORT" in result.output
+    result = CliRunner().invoke(main, ["--local-data-service", "2", "--placement", "host", "--run-dir", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "cannot read the trainer's strength" in result.output
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_process_multiworker_training_agrees(tmp_path):
+    ports = free_ports(2)
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(
+            [sys.executable, os.path.join(HELPERS, "multiworker_run.py"), str(tmp_path / f"w{index}.npz")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    try:
+        outputs = [p.communicate(timeout=300) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, stderr) in zip(processes, outputs):
+        assert p.returncode == 0, stderr[-3000:]
+    first, second = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    assert first.files == second.files and len(first.files) == 4  # strength, rng state, kernel, bias
+    for key in first.files:
+        np.testing.assert_allclose(first[key], second[key], atol=1e-6)
