@@ -36,9 +36,9 @@ def test_mirrored_matches_single_device_and_strength_reaches_replicas():
 
 @pytest.fixture(scope="module")
 def local_service():
-    service = distribute.LocalDataService(num_workers=2)
-    yield service
-    service.stop()
+    # Not stopped: a worker's stop waits out its heartbeat (about 20 s); the
+    # servers end with the test process.
+    return distribute.LocalDataService(num_workers=2)
 
 
 def test_data_service_distributed_epoch_yields_each_element_once(local_service):
