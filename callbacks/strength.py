@@ -147,7 +147,7 @@ class AdaptiveStrength(StatefulCallback):
             )
         self.signal = signal
         if target_value is None:
-            target_value = 1.0 if signal == "loss_ratio" else 0.0
+            target_value = 1.0 if signal == "loss_ratio" else -0.01
         self.target_value = float(target_value)
         if not float(speed) > 0:
             raise ValueError(f"Received: speed={speed!r}. Expected a float > 0.")

@@ -28,6 +28,8 @@ import pipelines
 MODELS = ("cnn", "mlp")
 PLACEMENTS = ("device", "host")
 # Options a resume may change; the others must match the saved run.
+# Adaptive runs start here: the controller then moves it by 0.05 per epoch.
+ADAPTIVE_INITIAL_STRENGTH = 0.3
 RESUMABLE_OVERRIDES = ("epochs", "patience", "eval_every", "quiet", "tensorboard")
 
 
@@ -83,7 +85,7 @@ class ExperimentConfig:
 def parse_strength(spec: str):
     """`adaptive`, `off`, `constant:X` or a schedule spec -> (kind, initial, schedule)."""
     if spec == "adaptive":
-        return "adaptive", 0.0, None
+        return "adaptive", ADAPTIVE_INITIAL_STRENGTH, None
     if spec == "off":
         return "off", 0.0, None
     try:
