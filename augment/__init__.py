@@ -1,7 +1,7 @@
 """Pure batched ops, the Augment layer, named policies, MixUp/CutMix and host adapters."""
 
 from augment.host import albumentations_batch
-from augment.layer import Augment, check_strength
+from augment.layer import Augment, check_strength, check_unit
 from augment.mix import MixUpCutMix, sample_beta
 from augment.policies import OPS, Policy, get_policy, list_ops, list_policies, register_policy
 
@@ -12,6 +12,7 @@ __all__ = [
     "Policy",
     "albumentations_batch",
     "check_strength",
+    "check_unit",
     "get_policy",
     "list_ops",
     "list_policies",

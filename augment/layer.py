@@ -11,15 +11,20 @@ from augment import ops
 from augment.policies import get_policy, serialize_policy
 
 
+def check_unit(name: str, value) -> float:
+    """Validates a float in [0, 1] (a strength, a probability) and returns it."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
+        raise ValueError(f"Received: {name}={value!r}. Expected a float in [0, 1].")
+    return number
+
+
 def check_strength(strength) -> float:
     """Validates a strength value and returns it as a float."""
-    try:
-        value = float(strength)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if isinstance(strength, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"Received: strength={strength!r}. Expected a float in [0, 1].")
-    return value
+    return check_unit("strength", strength)
 
 
 @keras.saving.register_keras_serializable(package="augpipe")

@@ -16,10 +16,9 @@ def _check_nonnegative(name, value) -> float:
 
 
 def _check_probability(name, value) -> float:
-    number = _check_nonnegative(name, value)
-    if number > 1.0:
-        raise ValueError(f"Received: {name}={value!r}. Expected a float in [0, 1].")
-    return number
+    from augment.layer import check_unit
+
+    return check_unit(name, value)
 
 
 def sample_beta(alpha, seed, shape=()) -> tf.Tensor:

@@ -29,7 +29,7 @@ MODELS = ("cnn", "mlp")
 PLACEMENTS = ("device", "host")
 # Options a resume may change; the others must match the saved run.
 # Adaptive runs start here: the controller then moves it by 0.05 per epoch.
-ADAPTIVE_INITIAL_STRENGTH = 0.3
+ADAPTIVE_INITIAL_STRENGTH = 0.5
 RESUMABLE_OVERRIDES = ("epochs", "patience", "eval_every", "quiet", "tensorboard")
 
 

@@ -53,7 +53,7 @@ def test_strength_schedule_assigns_and_logs():
 
 def test_adaptive_strength_sign_rule_with_warmup_and_clamps():
     variable = keras.Variable(0.5, trainable=False)
-    controller = callbacks.AdaptiveStrength(variable, speed=0.1, warmup_epochs=1, max_strength=0.7)
+    controller = callbacks.AdaptiveStrength(variable, target_value=0.0, speed=0.1, warmup_epochs=1, max_strength=0.7)
     gaps = [0.05, 0.05, 0.05, 0.05, -0.02, 0.0]
     used = []
     for epoch, gap in enumerate(gaps):
