@@ -60,7 +60,7 @@ class Augment(keras.layers.Layer):
     >>> x = np.zeros((2, 28, 28, 1), np.uint8)
     >>> layer(x, training=True).shape
     TensorShape([2, 28, 28, 1])
-    >>> layer.strength.assign(0.8)
+    >>> layer.set_strength(0.8)
     """
 
     def __init__(self, policy="mnist", strength=0.5, seed=None, **kwargs):

@@ -17,8 +17,8 @@ How strength maps to each op (`s` is the strength):
 Example:
 
 >>> policy = get_policy("mnist")
->>> sorted(list_policies())[:3]
-['mnist', 'none', 'randaugment']
+>>> list_policies()
+['mnist', 'none', 'ops', 'randaugment']
 """
 
 from __future__ import annotations

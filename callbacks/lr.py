@@ -24,7 +24,9 @@ class MultiplierSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     >>> schedule = MultiplierSchedule(keras.optimizers.schedules.ExponentialDecay(1e-3, 100, 0.9))
     >>> optimizer = keras.optimizers.Adam(learning_rate=schedule)
-    >>> schedule.multiplier.assign(0.5)
+    >>> _ = schedule.multiplier.assign(0.5)
+    >>> round(float(schedule(0)), 7)
+    0.0005
     """
 
     def __init__(self, base, multiplier: float = 1.0):
