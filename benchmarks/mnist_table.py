@@ -33,7 +33,7 @@ def run(variant, seed, root):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--out", default="results/mnist_table.md")
+    parser.add_argument("--out", default="benchmarks/results/mnist_table.md")
     parser.add_argument("variants", nargs="*", default=list(VARIANTS))
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -27,9 +27,11 @@ import pipelines
 
 MODELS = ("cnn", "mlp")
 PLACEMENTS = ("device", "host")
-# Options a resume may change; the others must match the saved run.
 # Adaptive runs start here: the controller then moves it by 0.05 per epoch.
-ADAPTIVE_INITIAL_STRENGTH = 0.5
+ADAPTIVE_INITIAL_STRENGTH = 0.3
+# Hold it while the first epochs' fast learning dominates the gap signal.
+ADAPTIVE_WARMUP_EPOCHS = 5
+# Options a resume may change; the others must match the saved run.
 RESUMABLE_OVERRIDES = ("epochs", "patience", "eval_every", "quiet", "tensorboard")
 
 
@@ -445,7 +447,7 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None, 
         callbacks.RandomStateBackup(backup_dir),
     ]
     if kind == "adaptive":
-        controller = callbacks.AdaptiveStrength(aug_layer, state_dir=backup_dir)
+        controller = callbacks.AdaptiveStrength(aug_layer, warmup_epochs=ADAPTIVE_WARMUP_EPOCHS, state_dir=backup_dir)
         lr_control.strength_controller = controller
         callback_list.append(controller)
     elif kind == "schedule":
