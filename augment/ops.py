@@ -42,7 +42,7 @@ def apply_where(images: tf.Tensor, mask: tf.Tensor, fn, *params, identity_safe: 
 
     Per-image gating without computing every branch for every image: when
     fewer than half of the images are selected, only those are gathered,
-    computed and scattered back; when none is, nothing runs at all. When most
+    computed and scattered back (an empty selection computes nothing). When most
     are selected, gather + scatter would cost more than the waste, so `fn`
     runs on the whole batch and the unselected images keep their input
     values (`tf.where`), which bounds the waste to the unselected half.
@@ -65,11 +65,9 @@ def apply_where(images: tf.Tensor, mask: tf.Tensor, fn, *params, identity_safe: 
             return result
         return tf.where(tf.reshape(mask, [-1, 1, 1, 1]), result, images)
 
-    return tf.cond(
-        count == 0,
-        lambda: images,
-        lambda: tf.cond(2 * count < batch, subset, whole),
-    )
+    # One branch op per call: an empty selection goes through `subset`,
+    # where gathering and scattering nothing costs next to nothing.
+    return tf.cond(2 * count < batch, subset, whole)
 
 
 # --------------------------------------------------------------------------

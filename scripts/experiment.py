@@ -372,6 +372,10 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None, 
                 "--resume: the data no longer matches the saved run (train fingerprint changed). "
                 "Resume with the same --source and --seed."
             )
+        # Keep the original options and record what each resume changed.
+        changed = {k: v for k, v in config.options().items() if saved["options"].get(k) != v and k != "resume"}
+        saved.setdefault("resumes", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changed": changed})
+        callbacks.atomic_write_text(config_path, json.dumps(saved, indent=2, default=_json_default))
 
     from pipelines import distribute
 

@@ -103,6 +103,8 @@ def test_resume_continues_epochs_and_strength(tiny_npz, tmp_path):
     report = json.loads((run_dir / "report.json").read_text())
     assert report["epochs_run"] == 5 and report["epochs_this_session"] == 2
     assert report["options"]["model"] == "mlp"  # the saved options, not the defaults
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["options"]["epochs"] == 3 and config["resumes"][0]["changed"] == {"epochs": 5}
 
 
 def test_resume_refuses_changed_options_and_missing_run(tiny_npz, tmp_path):
@@ -201,3 +203,15 @@ def test_ctrl_c_stops_at_a_safe_point_and_prints_the_resume_command(tiny_npz, tm
     assert 1 <= epochs_done < 200
     metadata = json.loads((run_dir / "backup" / "training_metadata.json").read_text())
     assert metadata["epoch"] == epochs_done  # the backup matches the last whole epoch
+
+
+@pytest.mark.parametrize("extra", [["--placement", "host"], ["--mixup"], ["--placement", "host", "--mixup", "--strength", "linear:0.2:0.6:2"]])
+def test_placement_and_mixup_variants_run(tiny_npz, tmp_path, extra):
+    run_dir = tmp_path / "run"
+    result = invoke("--source", tiny_npz, "--model", "mlp", "--epochs", 2, "--batch-size", 32, "--run-dir", run_dir, "--quiet", *extra)
+    assert result.exit_code == 0, result.output
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["epochs_run"] == 2 and 0.0 <= report["test_accuracy"] <= 1.0
+    rows = read_log(run_dir)
+    if "linear:0.2:0.6:2" in extra:
+        assert [float(r["aug_strength"]) for r in rows] == pytest.approx([0.2, 0.4])
