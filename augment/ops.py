@@ -229,13 +229,18 @@ def bilinear_sample(images, coordinates_y, coordinates_x) -> tf.Tensor:
     shape = tf.shape(images)
     batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
     padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    flat = tf.reshape(padded, (-1, channels))
+    single_channel = images.shape[-1] == 1
+    # One channel: gather scalars from a 1-D tensor, the fastest gather.
+    flat = tf.reshape(padded, [-1]) if single_channel else tf.reshape(padded, (-1, channels))
     y = tf.clip_by_value(coordinates_y, -1.0, tf.cast(height, tf.float32) - 1e-3)
     x = tf.clip_by_value(coordinates_x, -1.0, tf.cast(width, tf.float32) - 1e-3)
     y0 = tf.floor(y)
     x0 = tf.floor(x)
-    weight_y = (y - y0)[..., None]
-    weight_x = (x - x0)[..., None]
+    weight_y = y - y0
+    weight_x = x - x0
+    if not single_channel:
+        weight_y = weight_y[..., None]
+        weight_x = weight_x[..., None]
     row = width + 2
     top_left = (
         tf.range(batch)[:, None, None] * ((height + 2) * row)
@@ -249,7 +254,8 @@ def bilinear_sample(images, coordinates_y, coordinates_x) -> tf.Tensor:
     d = tf.gather(flat, top_left + row + 1)
     top = a + (b - a) * weight_x
     bottom = c + (d - c) * weight_x
-    return top + (bottom - top) * weight_y
+    result = top + (bottom - top) * weight_y
+    return result[..., None] if single_channel else result
 
 
 def elastic(images, coarse_noise, alphas) -> tf.Tensor:

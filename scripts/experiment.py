@@ -30,7 +30,7 @@ PLACEMENTS = ("device", "host")
 # Adaptive runs start here: the controller then moves it by 0.05 per epoch.
 ADAPTIVE_INITIAL_STRENGTH = 0.3
 # Hold it while the first epochs' fast learning dominates the gap signal.
-ADAPTIVE_WARMUP_EPOCHS = 5
+ADAPTIVE_WARMUP_EPOCHS = 2
 # Options a resume may change; the others must match the saved run.
 RESUMABLE_OVERRIDES = ("epochs", "patience", "eval_every", "quiet", "tensorboard")
 

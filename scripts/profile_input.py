@@ -42,7 +42,7 @@ def _compare(ctx, param, value):
               help="Peers: keras, keras-randaugment, albumentations (or none).")
 @click.option("--model", type=click.Choice(["none", "mlp", "cnn"]), default="none",
               help="Also time a training step with in-memory vs pipeline input.")
-@click.option("--images", "images_per_measurement", type=click.IntRange(min=1), default=8192,
+@click.option("--images", "images_per_measurement", type=click.IntRange(min=1), default=16384,
               help="Images per timed measurement.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the results here.")
 def main(json_path, **options):

@@ -141,36 +141,54 @@ def build_stages(images, policy: str, strength: float, compare: Sequence[str], s
     return stages
 
 
-def _time_inside_tf(dataset, device_fn, num_batches) -> float:
-    """Seconds for `num_batches` consumed inside TF: `skip`, then one `next`."""
-    if device_fn is not None:
+class StageRunner:
+    """Times one stage. Each measurement gets a fresh iterator, warmed by two
+    batches before the clock starts: building an iterator (tf.data
+    instantiates and optimizes every map function again) is not timed, and
+    no stage's background threads run while another stage is measured."""
+
+    def __init__(self, dataset, device_fn=None):
+        self.dataset = dataset
+        self.device_fn = device_fn
+        apply = device_fn or (lambda batch: batch)
 
         @tf.function
         def consume(iterator, count):
+            # What `skip(count)` does: pull `count` batches inside TF and
+            # hand nothing per batch back to Python.
             total = tf.constant(0.0)
             for _ in tf.range(count):
-                total += tf.reduce_sum(device_fn(next(iterator))[0, 0, 0])
+                total += tf.cast(tf.reshape(apply(next(iterator)), [-1])[0], tf.float32)
             return total
 
-        iterator = iter(dataset)
+        self._consume = consume
+
+    def _warm_iterator(self):
+        iterator = iter(self.dataset)
+        self._consume(iterator, tf.constant(2)).numpy()
+        return iterator
+
+    def inside_tf(self, num_batches) -> float:
+        """Seconds for `num_batches` consumed inside TF."""
+        iterator = self._warm_iterator()
         start = time.perf_counter()
-        consume(iterator, tf.constant(num_batches)).numpy()
-        return time.perf_counter() - start
-    start = time.perf_counter()
-    next(iter(dataset.skip(num_batches - 1)))
-    return time.perf_counter() - start
+        self._consume(iterator, tf.constant(num_batches)).numpy()
+        elapsed = time.perf_counter() - start
+        del iterator
+        return elapsed
 
-
-def _time_from_python(dataset, device_fn, num_batches) -> float:
-    """Seconds for `num_batches` pulled from Python, the way `fit` sees them."""
-    iterator = iter(dataset)
-    start = time.perf_counter()
-    for _ in range(num_batches):
-        batch = next(iterator)
-        if device_fn is not None:
-            batch = device_fn(batch)
-    np.asarray(batch[0, 0, 0])
-    return time.perf_counter() - start
+    def from_python(self, num_batches) -> float:
+        """Seconds for `num_batches` pulled into Python one by one, the way `fit` sees them."""
+        iterator = self._warm_iterator()
+        start = time.perf_counter()
+        for _ in range(num_batches):
+            batch = next(iterator)
+            if self.device_fn is not None:
+                batch = self.device_fn(batch)
+        np.asarray(tf.reshape(batch, [-1])[0])
+        elapsed = time.perf_counter() - start
+        del iterator
+        return elapsed
 
 
 def _summary(values, baseline=None) -> dict:
@@ -273,7 +291,7 @@ def profile_input(
     warmup: int = 2,
     compare: Sequence[str] = ("keras", "albumentations"),
     model: str = "none",
-    images_per_measurement: int = 8192,
+    images_per_measurement: int = 16384,
     progress: Optional[Callable[[str], None]] = None,
     seed: int = 0,
 ) -> dict:
@@ -306,18 +324,19 @@ def profile_input(
         built = {}
         for name, make in stages.items():
             made = make(batch_size)
-            built[name] = made if isinstance(made, tuple) else (made, None)
+            built[name] = StageRunner(*made) if isinstance(made, tuple) else StageRunner(made)
         progress(f"batch {batch_size}: warming up {len(built)} stages")
-        for name, (dataset, fn) in built.items():
+        for runner in built.values():
             for _ in range(warmup):
-                _time_inside_tf(dataset, fn, num_batches)
+                runner.inside_tf(num_batches)
+                runner.from_python(num_batches)
         timings = {way: {name: [] for name in built} for way in ("inside_tf", "from_python")}
         for repeat in range(repeats):
             progress(f"batch {batch_size}: repeat {repeat + 1}/{repeats}")
-            for name, (dataset, fn) in built.items():
-                seconds = _time_inside_tf(dataset, fn, num_batches)
+            for name, runner in built.items():
+                seconds = runner.inside_tf(num_batches)
                 timings["inside_tf"][name].append(num_batches * batch_size / seconds)
-                seconds = _time_from_python(dataset, fn, num_batches)
+                seconds = runner.from_python(num_batches)
                 timings["from_python"][name].append(num_batches * batch_size / seconds)
         results[batch_size] = {}
         for way, per_stage in timings.items():
