@@ -5,3 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python benchmarks/mnist_table.py --out benchmarks/results/mnist_table.md
 profile-input --model cnn --json benchmarks/results/profile_input.json | tee benchmarks/results/profile_input.txt
+# At run-mnist's own settings (batch 128, the adaptive controller's starting strength 0.3):
+profile-input --model cnn --batch-sizes 128 --strength 0.3 --compare none --repeats 3 \
+  --json benchmarks/results/profile_input_run_mnist_settings.json | tee benchmarks/results/profile_input_run_mnist_settings.txt
