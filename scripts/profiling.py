@@ -17,6 +17,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+# Albumentations asks the network for updates on import unless told not to.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
 PEERS = ("keras", "keras-randaugment", "albumentations")
 MODELS = ("none", "mlp", "cnn")
 # The TF profiler's input-bound thresholds.
