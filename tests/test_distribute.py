@@ -119,16 +119,15 @@ def free_ports(count):
     return ports
 
 
-@pytest.mark.slow
-def test_two_process_multiworker_training_agrees(tmp_path):
+def run_two_workers(command_for):
+    """Runs `command_for(index)` as workers 0 and 1 of a loopback cluster; returns their stderr."""
     ports = free_ports(2)
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
     processes = []
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         processes.append(subprocess.Popen(
-            [sys.executable, os.path.join(HELPERS, "multiworker_run.py"), str(tmp_path / f"w{index}.npz")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            command_for(index), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
     try:
         outputs = [p.communicate(timeout=300) for p in processes]
@@ -138,6 +137,11 @@ def test_two_process_multiworker_training_agrees(tmp_path):
                 p.kill()
     for p, (_, stderr) in zip(processes, outputs):
         assert p.returncode == 0, stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_process_multiworker_training_agrees(tmp_path):
+    run_two_workers(lambda i: [sys.executable, os.path.join(HELPERS, "multiworker_run.py"), str(tmp_path / f"w{i}.npz")])
     first, second = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
     assert first.files == second.files and len(first.files) == 4  # strength, rng state, kernel, bias
     for key in first.files:
@@ -146,26 +150,11 @@ def test_two_process_multiworker_training_agrees(tmp_path):
 
 @pytest.mark.slow
 def test_run_mnist_multiworker_two_processes(tiny_npz, tmp_path):
-    ports = free_ports(2)
-    cluster = {"worker": [f"localhost:{port}" for port in ports]}
-    processes = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "scripts.run_mnist", "--source", tiny_npz, "--model", "mlp", "--epochs", "2",
-             "--batch-size", "32", "--strategy", "multiworker", "--run-dir", str(tmp_path / f"w{index}"),
-             "--quiet", "--no-tensorboard"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
-    try:
-        outputs = [p.communicate(timeout=300) for p in processes]
-    finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-    reports = []
-    for index, (p, (_, stderr)) in enumerate(zip(processes, outputs)):
-        assert p.returncode == 0, stderr[-3000:]
-        reports.append(json.loads((tmp_path / f"w{index}" / "report.json").read_text()))
+    run_two_workers(lambda i: [
+        sys.executable, "-m", "scripts.run_mnist", "--source", tiny_npz, "--model", "mlp", "--epochs", "2",
+        "--batch-size", "32", "--strategy", "multiworker", "--run-dir", str(tmp_path / f"w{i}"),
+        "--quiet", "--no-tensorboard",
+    ])
+    reports = [json.loads((tmp_path / f"w{i}" / "report.json").read_text()) for i in range(2)]
     assert [r["epochs_run"] for r in reports] == [2, 2]
     assert reports[0]["test_loss"] == pytest.approx(reports[1]["test_loss"], abs=1e-6)
