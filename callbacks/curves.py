@@ -82,6 +82,8 @@ class TrainingCurves(StatefulCallback):
                     axis.plot(xs, ys, marker="o" if key.startswith("test_") else None, markersize=4, label=key)
             axis.set_title(title)
             axis.set_xlabel("epoch")
+            if title == "loss" and axis.lines:
+                axis.set_yscale("log")  # the first epoch would flatten the rest
             axis.grid(alpha=0.3)
             if axis.get_legend_handles_labels()[0]:
                 axis.legend(fontsize=8)
