@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from augment.layer import check_unit
+
 
 def _check_nonnegative(name, value) -> float:
     try:
@@ -13,12 +15,6 @@ def _check_nonnegative(name, value) -> float:
     if isinstance(value, bool) or not number >= 0.0:
         raise ValueError(f"Received: {name}={value!r}. Expected a float >= 0.")
     return number
-
-
-def _check_probability(name, value) -> float:
-    from augment.layer import check_unit
-
-    return check_unit(name, value)
 
 
 def sample_beta(alpha, seed, shape=()) -> tf.Tensor:
@@ -87,10 +83,10 @@ class MixUpCutMix:
                 "Received: mixup_alpha=0 and cutmix_alpha=0. Expected at least one > 0; "
                 "to turn mixing off, leave MixUpCutMix out of the pipeline or set prob=0."
             )
-        self.switch_prob = _check_probability("switch_prob", switch_prob)
-        self.label_smoothing = _check_probability("label_smoothing", label_smoothing)
+        self.switch_prob = check_unit("switch_prob", switch_prob)
+        self.label_smoothing = check_unit("label_smoothing", label_smoothing)
         self.seed = 0 if seed is None else int(seed)
-        self.prob = tf.Variable(_check_probability("prob", prob), trainable=False, dtype=tf.float32, name="mix_prob")
+        self.prob = tf.Variable(check_unit("prob", prob), trainable=False, dtype=tf.float32, name="mix_prob")
         self.rng_state = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False, name="mix_rng_state")
 
     def _next_seed(self):

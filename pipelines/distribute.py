@@ -264,7 +264,7 @@ class LocalDataService:
             service.WorkerServer(service.WorkerConfig(dispatcher_address=address, port=0))
             for _ in range(num_workers)
         ]
-        self.target = self.dispatcher.target.replace("grpc://", "grpc://", 1)
+        self.target = self.dispatcher.target
 
     def stop(self):
         for worker in self.workers:

@@ -152,7 +152,9 @@ def build_pipeline(
     else:
         epoch_variable = None
         dataset = tf.data.Dataset.range(shard_index, num_examples, num_shards)
-    num_examples = min(shard_size, epoch_examples) if epoch_examples else shard_size
+    # Examples per epoch of this pipeline (its shard, trimmed); a new name,
+    # so the epoch function above keeps the full split size it closed over.
+    epoch_size = min(shard_size, epoch_examples) if epoch_examples else shard_size
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(gather, num_parallel_calls=AUTOTUNE, deterministic=True)
     if training:
@@ -164,7 +166,7 @@ def build_pipeline(
             )
     else:
         dataset = dataset.cache()
-    num_batches = num_examples // batch_size if drop_remainder else math.ceil(num_examples / batch_size)
+    num_batches = epoch_size // batch_size if drop_remainder else math.ceil(epoch_size / batch_size)
     if not (training and repeat):
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
     dataset = dataset.prefetch(AUTOTUNE)
