@@ -3,7 +3,7 @@
 Every op takes images `(B, H, W, C)` (float32 in [0, 1], except `to_float`)
 plus per-image parameters that were sampled elsewhere, and returns the same
 result every time it is called with them. There is no randomness here except
-`gaussian_noise`, which draws from a stateless generator keyed by an explicit
+`gaussian_noise`, whose noise is a deterministic function of an explicit
 seed, so it is deterministic too.
 
 Geometric ops do not touch pixels: they build 3x3 matrices, one per image.
@@ -26,6 +26,8 @@ TensorShape([2, 28, 28, 1])
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -37,30 +39,34 @@ def to_float(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32)
 
 
-def apply_where(images: tf.Tensor, mask: tf.Tensor, fn, *params, identity_safe: bool = False):
-    """Applies `fn(images[mask], *params[mask])` and leaves the rest untouched.
+def apply_where(images: tf.Tensor, mask: tf.Tensor, fn, *params, identity_safe: bool = False, source=None):
+    """Applies `fn(source[mask], *params[mask])` and leaves the rest of `images` untouched.
 
     Per-image gating without computing every branch for every image: when
     fewer than half of the images are selected, only those are gathered,
     computed and scattered back (an empty selection computes nothing). When most
     are selected, gather + scatter would cost more than the waste, so `fn`
-    runs on the whole batch and the unselected images keep their input
+    runs on the whole batch and the unselected images keep their `images`
     values (`tf.where`), which bounds the waste to the unselected half.
     `identity_safe=True` says `fn` already leaves unselected images exactly
     as they were (identity parameters), which saves the `tf.where`.
+    `source` (default: `images`) is what `fn` reads, when the selected images
+    must be computed from an earlier stage than `images`.
     """
+    if source is None:
+        source = images
     count = tf.reduce_sum(tf.cast(mask, tf.int32))
     batch = tf.shape(mask)[0]
 
     def subset():
         index = tf.where(mask)[:, 0]
-        selected = tf.gather(images, index)
+        selected = tf.gather(source, index)
         selected_params = [tf.gather(p, index) for p in params]
         result = tf.cast(fn(selected, *selected_params), images.dtype)
         return tf.tensor_scatter_nd_update(images, index[:, None], result)
 
     def whole():
-        result = tf.cast(fn(images, *params), images.dtype)
+        result = tf.cast(fn(source, *params), images.dtype)
         if identity_safe:
             return result
         return tf.where(tf.reshape(mask, [-1, 1, 1, 1]), result, images)
@@ -75,6 +81,8 @@ def apply_where(images: tf.Tensor, mask: tf.Tensor, fn, *params, identity_safe: 
 
 
 def _center(height, width):
+    if isinstance(height, int) and isinstance(width, int):
+        return (width - 1.0) / 2.0, (height - 1.0) / 2.0
     return (tf.cast(width, tf.float32) - 1.0) / 2.0, (tf.cast(height, tf.float32) - 1.0) / 2.0
 
 
@@ -147,7 +155,9 @@ def compose(*matrices) -> tf.Tensor:
     """Chains inverse maps: the first matrix is the last transform applied to content."""
     result = matrices[0]
     for matrix in matrices[1:]:
-        result = tf.linalg.matmul(result, matrix)
+        # A broadcast multiply and a sum: for (B, 3, 3) blocks this costs a
+        # fraction of a batched matmul call.
+        result = tf.reduce_sum(result[:, :, :, None] * matrix[:, None, :, :], axis=2)
     return result
 
 
@@ -171,22 +181,11 @@ def apply_affine(images, matrices, *, fill_value=0.0, interpolation="BILINEAR") 
 
 
 def _upsample_weights(size_out, size_in) -> tf.Tensor:
-    """`(size_out, size_in)` weights that interpolate a coarse grid smoothly.
+    """`(size_out, size_in)` smoothstep weights that interpolate a coarse grid.
 
-    Smoothstep weights make the field continuous with a continuous slope,
-    like a Gaussian-filtered noise field, for one small matmul. Static sizes
-    give a constant, computed once at trace time.
+    Smoothstep makes the field continuous with a continuous slope, like a
+    Gaussian-filtered noise field.
     """
-    if isinstance(size_out, int) and isinstance(size_in, int):
-        position = np.linspace(0.0, size_in - 1.0, size_out)
-        low = np.floor(position)
-        frac = position - low
-        frac = frac * frac * (3.0 - 2.0 * frac)
-        weights = np.zeros((size_out, size_in), np.float32)
-        low = low.astype(int)
-        weights[np.arange(size_out), low] += 1.0 - frac
-        weights[np.arange(size_out), np.minimum(low + 1, size_in - 1)] += frac
-        return tf.constant(weights)
     position = tf.linspace(0.0, tf.cast(size_in, tf.float32) - 1.0, size_out)
     low = tf.floor(position)
     frac = position - low
@@ -199,24 +198,74 @@ def _upsample_weights(size_out, size_in) -> tf.Tensor:
     )
 
 
-def _static_or_dynamic(tensor, axis):
+def static_or_dynamic(tensor, axis):
+    """The size of `axis`: a Python int when the shape says it, else a tensor."""
     static = tensor.shape[axis]
     return int(static) if static is not None else tf.shape(tensor)[axis]
 
 
-def elastic_displacement(coarse_noise, alphas, height, width) -> tf.Tensor:
-    """A smooth displacement field `(B, 2, H, W)` in pixels (dy, dx).
+def _elastic_basis(height, width, grid_height, grid_width) -> tf.Tensor:
+    """`(2 gh gw + 3, H W)`: the coarse grid's interpolation weights (twice:
+    for the x and the y displacement), then the output pixels' `x`, `y` and
+    ones. Per-image coefficients times this give sampling coordinates in one
+    matmul (`elastic_coordinates`).
 
-    `coarse_noise` is `(B, gh, gw, 2)` in [-1, 1]; it is interpolated with
-    smoothstep weights (two small matmuls), which gives the smooth field a
-    Gaussian-filtered dense noise gives, at a fraction of the cost. `alphas`
-    `(B,)` scales it to pixels.
+    Static (int) sizes are computed once, eagerly, and enter the graph as a
+    constant; dynamic ones are computed in the graph.
     """
-    rows = _upsample_weights(height, _static_or_dynamic(coarse_noise, 1))
-    cols = _upsample_weights(width, _static_or_dynamic(coarse_noise, 2))
-    coarse = tf.transpose(coarse_noise, [0, 3, 1, 2])
-    field = tf.matmul(tf.matmul(rows, coarse), cols, transpose_b=True)
-    return field * tf.cast(alphas, tf.float32)[:, None, None, None]
+    sizes = (height, width, grid_height, grid_width)
+    if all(isinstance(size, int) for size in sizes):
+        with tf.init_scope():
+            return tf.constant(_elastic_basis_values(*sizes).numpy())
+    return _elastic_basis_values(*sizes)
+
+
+def _elastic_basis_values(height, width, grid_height, grid_width) -> tf.Tensor:
+    rows = _upsample_weights(height, grid_height)
+    cols = _upsample_weights(width, grid_width)
+    weights = tf.reshape(tf.einsum("yi,xj->ijyx", rows, cols), (grid_height * grid_width, height * width))
+    grid_y, grid_x = tf.meshgrid(tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij")
+    grid_x = tf.reshape(grid_x, (1, -1))
+    grid_y = tf.reshape(grid_y, (1, -1))
+    return tf.concat([weights, weights, grid_x, grid_y, tf.ones_like(grid_x)], axis=0)
+
+
+def elastic_coordinates(coarse_noise, alphas, height, width, matrices=None):
+    """Input coordinates `(y, x)`, each `(B, H, W)`, of an elastic distortion.
+
+    Output pixel `p` reads the input at `M (p + d(p))`, where `d` is a smooth
+    displacement field and `M` an optional affine map `(B, 3, 3)` (output ->
+    input, as in `apply_affine`; the identity when None). `coarse_noise`
+    `(B, gh, gw, 2)` in [-1, 1] holds `(dy, dx)` on a coarse grid; smoothstep
+    interpolation makes the field continuous with a continuous slope, like
+    Gaussian-filtered dense noise, and `alphas` `(B,)` scales it to pixels.
+    Both coordinates come out of one `(2B, 2 gh gw + 3) x (2 gh gw + 3, H W)`
+    matmul.
+    """
+    coarse_noise = tf.cast(coarse_noise, tf.float32)
+    grid_height = static_or_dynamic(coarse_noise, 1)
+    grid_width = static_or_dynamic(coarse_noise, 2)
+    batch = tf.shape(coarse_noise)[0]
+    alphas = tf.cast(alphas, tf.float32)[:, None]
+    cells = grid_height * grid_width
+    noise_y = tf.reshape(coarse_noise[..., 0], (batch, cells)) * alphas
+    noise_x = tf.reshape(coarse_noise[..., 1], (batch, cells)) * alphas
+    if matrices is None:
+        matrices = identity_matrix(batch)
+    m = tf.reshape(tf.cast(matrices, tf.float32), (-1, 9))
+    # x_in = a (x + dx) + b (y + dy) + c and y_in = d (x + dx) + e (y + dy) + f.
+    a, b, c, d, e, f = (m[:, i : i + 1] for i in range(6))
+    coefficients = tf.stack(
+        [
+            tf.concat([d * noise_x, e * noise_y, d, e, f], axis=1),
+            tf.concat([a * noise_x, b * noise_y, a, b, c], axis=1),
+        ],
+        axis=1,
+    )
+    basis = _elastic_basis(height, width, grid_height, grid_width)
+    coordinates = tf.matmul(tf.reshape(coefficients, (2 * batch, tf.shape(basis)[0])), basis)
+    coordinates = tf.reshape(coordinates, (batch, 2, height, width))
+    return coordinates[:, 0], coordinates[:, 1]
 
 
 def bilinear_sample(images, coordinates_y, coordinates_x) -> tf.Tensor:
@@ -258,19 +307,17 @@ def bilinear_sample(images, coordinates_y, coordinates_x) -> tf.Tensor:
     return result[..., None] if single_channel else result
 
 
-def elastic(images, coarse_noise, alphas) -> tf.Tensor:
-    """Elastic distortion: displaces every pixel by a smooth random field."""
-    height = _static_or_dynamic(images, 1)
-    width = _static_or_dynamic(images, 2)
-    displacement = elastic_displacement(coarse_noise, alphas, height, width)
-    grid_y, grid_x = tf.meshgrid(
-        tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij"
-    )
-    return bilinear_sample(
-        images,
-        grid_y[None] + displacement[:, 0],
-        grid_x[None] + displacement[:, 1],
-    )
+def elastic(images, coarse_noise, alphas, matrices=None) -> tf.Tensor:
+    """Elastic distortion: displaces every pixel by a smooth random field.
+
+    With `matrices` `(B, 3, 3)`, the affine warp they describe is applied in
+    the same resampling: one interpolation instead of two, and no separate
+    warp for these images. See `elastic_coordinates` for the field.
+    """
+    height = static_or_dynamic(images, 1)
+    width = static_or_dynamic(images, 2)
+    coordinates_y, coordinates_x = elastic_coordinates(coarse_noise, alphas, height, width, matrices)
+    return bilinear_sample(images, coordinates_y, coordinates_x)
 
 
 # --------------------------------------------------------------------------
@@ -297,9 +344,46 @@ def gamma(images, gammas) -> tf.Tensor:
     return tf.pow(tf.maximum(images, 0.0), _per_image(gammas))
 
 
+# A fixed bank of standard normals, drawn once with a fixed seed. Reading a
+# window of it at a seeded random offset costs a copy; drawing fresh normals
+# (Philox + Box-Muller) costs about 20 times more, and on a small image it
+# was the most expensive step of the noise op.
+NOISE_BANK_SIZE = 1 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def _noise_bank() -> np.ndarray:
+    return np.random.default_rng(0x6E6F697365).standard_normal(NOISE_BANK_SIZE, dtype=np.float32)
+
+
+def standard_normal_noise(shape, seed) -> tf.Tensor:
+    """N(0, 1) noise of `shape`, a deterministic function of `seed` `(2,)`.
+
+    Up to `NOISE_BANK_SIZE / 2` values are a window of a fixed bank of
+    normals at an offset drawn from `seed` (every value is an exact standard
+    normal draw; windows of different calls overlap, shifted, which an
+    augmentation cannot tell apart from fresh noise); larger requests draw
+    fresh normals.
+    """
+    size = tf.reduce_prod(shape)
+
+    def from_bank():
+        with tf.init_scope():
+            bank = tf.constant(_noise_bank())
+        offset = tf.random.stateless_uniform(
+            [], seed=seed, minval=0, maxval=NOISE_BANK_SIZE - size + 1, dtype=tf.int32
+        )
+        return tf.reshape(tf.slice(bank, [offset], [size]), shape)
+
+    def fresh():
+        return tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32)
+
+    return tf.cond(size <= NOISE_BANK_SIZE // 2, from_bank, fresh)
+
+
 def gaussian_noise(images, stddevs, seed) -> tf.Tensor:
-    """Adds N(0, stddev^2) noise from a stateless generator keyed by `seed` `(2,)`."""
-    noise = tf.random.stateless_normal(tf.shape(images), seed=seed, dtype=tf.float32)
+    """Adds N(0, stddev^2) noise, a deterministic function of `seed` `(2,)`."""
+    noise = standard_normal_noise(tf.shape(images), seed)
     return tf.clip_by_value(images + noise * _per_image(stddevs), 0.0, 1.0)
 
 

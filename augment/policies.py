@@ -37,9 +37,9 @@ from augment import ops
 # sits next to how it is applied, so one op has one implementation.
 
 
-def _signed(u):
-    """Maps uniforms in [0, 1) to [-1, 1)."""
-    return 2.0 * u - 1.0
+def _unit(v):
+    """Maps uniforms in [-1, 1) to [0, 1)."""
+    return 0.5 * v + 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,11 +49,11 @@ class OpDef:
     Attributes:
         kind: `"geometric"` (contributes a 3x3 matrix to the single warp) or
             `"pixel"` (applied to the selected images on its own).
-        num_uniforms: how many uniform [0, 1) numbers per image `sample` needs.
-        sample: `(u, gate, height, width, magnitude) -> dict` of per-image
-            parameters, where `u` is `(B, num_uniforms)` and `magnitude` is
-            already scaled by strength. Geometric ops return identity
-            parameters where `gate` is False.
+        num_uniforms: how many uniform numbers per image `sample` needs.
+        sample: `(v, gate, height, width, magnitude) -> dict` of per-image
+            parameters, where `v` is a list of `num_uniforms` `(B,)` tensors
+            uniform in [-1, 1) and `magnitude` is already scaled by strength.
+            Geometric ops return identity parameters where `gate` is False.
         build: for geometric ops, `(params, height, width) -> (B, 3, 3)`; for
             pixel ops, `(images, params, seed) -> images`.
         magnitude: the default maximum magnitude at strength 1.
@@ -78,17 +78,18 @@ def _gated(values, gate, identity=0.0):
     return tf.where(gate, values, identity)
 
 
-def _erase_boxes(u, gate, height, width, magnitude):
-    area = u[:, 0] * magnitude
-    ratio = tf.exp(math.log(0.3) + u[:, 1] * (math.log(3.3) - math.log(0.3)))
+def _erase_boxes(v, gate, height, width, magnitude):
+    area = _unit(v[0]) * magnitude
+    # Aspect ratio log-uniform in [0.3, 3.3].
+    ratio = tf.exp(0.5 * (math.log(3.3) + math.log(0.3)) + v[1] * (0.5 * (math.log(3.3) - math.log(0.3))))
     h = tf.cast(height, tf.float32)
     w = tf.cast(width, tf.float32)
     box_h = tf.minimum(tf.round(tf.sqrt(area * h * w * ratio)), h)
     box_w = tf.minimum(tf.round(tf.sqrt(area * h * w / ratio)), w)
     box_h = _gated(box_h, gate)
     box_w = _gated(box_w, gate)
-    top = tf.floor(u[:, 2] * (h - box_h + 1.0))
-    left = tf.floor(u[:, 3] * (w - box_w + 1.0))
+    top = tf.floor(_unit(v[2]) * (h - box_h + 1.0))
+    left = tf.floor(_unit(v[3]) * (w - box_w + 1.0))
     return {"boxes": tf.stack([top, left, top + box_h, left + box_w], axis=1), "fill": tf.zeros_like(area)}
 
 
@@ -96,7 +97,7 @@ OPS: Dict[str, OpDef] = {
     "rotate": OpDef(
         "geometric",
         1,
-        lambda u, g, h, w, m: {"angle": _gated(_signed(u[:, 0]) * m * (math.pi / 180.0), g)},
+        lambda v, g, h, w, m: {"angle": _gated(v[0] * m * (math.pi / 180.0), g)},
         lambda p, h, w: ops.rotation_matrix(p["angle"], h, w),
         25.0,
         "degrees",
@@ -104,7 +105,7 @@ OPS: Dict[str, OpDef] = {
     "scale": OpDef(
         "geometric",
         1,
-        lambda u, g, h, w, m: {"scale": _gated(1.0 + _signed(u[:, 0]) * m, g, 1.0)},
+        lambda v, g, h, w, m: {"scale": _gated(1.0 + v[0] * m, g, 1.0)},
         lambda p, h, w: ops.scale_matrix(p["scale"], p["scale"], h, w),
         0.2,
         "relative zoom",
@@ -112,9 +113,9 @@ OPS: Dict[str, OpDef] = {
     "shear": OpDef(
         "geometric",
         2,
-        lambda u, g, h, w, m: {
-            "shear_x": _gated(_signed(u[:, 0]) * m, g),
-            "shear_y": _gated(_signed(u[:, 1]) * m, g),
+        lambda v, g, h, w, m: {
+            "shear_x": _gated(v[0] * m, g),
+            "shear_y": _gated(v[1] * m, g),
         },
         lambda p, h, w: ops.shear_matrix(p["shear_x"], p["shear_y"], h, w),
         0.3,
@@ -123,9 +124,9 @@ OPS: Dict[str, OpDef] = {
     "translate": OpDef(
         "geometric",
         2,
-        lambda u, g, h, w, m: {
-            "dx": _gated(_signed(u[:, 0]) * m * tf.cast(w, tf.float32), g),
-            "dy": _gated(_signed(u[:, 1]) * m * tf.cast(h, tf.float32), g),
+        lambda v, g, h, w, m: {
+            "dx": _gated(v[0] * m * tf.cast(w, tf.float32), g),
+            "dy": _gated(v[1] * m * tf.cast(h, tf.float32), g),
         },
         lambda p, h, w: ops.translation_matrix(p["dx"], p["dy"]),
         0.15,
@@ -134,7 +135,7 @@ OPS: Dict[str, OpDef] = {
     "flip_horizontal": OpDef(
         "geometric",
         0,
-        lambda u, g, h, w, m: {"flip": g},
+        lambda v, g, h, w, m: {"flip": g},
         lambda p, h, w: ops.flip_matrix(p["flip"], tf.zeros_like(p["flip"]), h, w),
         1.0,
         "unused (a flip has no magnitude)",
@@ -142,7 +143,7 @@ OPS: Dict[str, OpDef] = {
     "flip_vertical": OpDef(
         "geometric",
         0,
-        lambda u, g, h, w, m: {"flip": g},
+        lambda v, g, h, w, m: {"flip": g},
         lambda p, h, w: ops.flip_matrix(tf.zeros_like(p["flip"]), p["flip"], h, w),
         1.0,
         "unused (a flip has no magnitude)",
@@ -150,18 +151,18 @@ OPS: Dict[str, OpDef] = {
     "elastic": OpDef(
         "pixel",
         32,
-        lambda u, g, h, w, m: {
-            "noise": tf.reshape(_signed(u), (-1, 4, 4, 2)),
+        lambda v, g, h, w, m: {
+            "noise": tf.reshape(tf.stack(v, axis=1), (-1, 4, 4, 2)),
             "alpha": tf.fill(tf.shape(g), tf.cast(m, tf.float32)),
         },
-        lambda images, p, seed: ops.elastic(images, p["noise"], p["alpha"]),
+        lambda images, p, seed: ops.elastic(images, p["noise"], p["alpha"], p.get("matrix")),
         2.5,
         "peak displacement in pixels",
     ),
     "brightness": OpDef(
         "pixel",
         1,
-        lambda u, g, h, w, m: {"delta": _gated(_signed(u[:, 0]) * m, g)},
+        lambda v, g, h, w, m: {"delta": _gated(v[0] * m, g)},
         lambda images, p, seed: ops.brightness(images, p["delta"]),
         0.3,
         "added to [0, 1] pixels",
@@ -170,7 +171,7 @@ OPS: Dict[str, OpDef] = {
     "contrast": OpDef(
         "pixel",
         1,
-        lambda u, g, h, w, m: {"factor": 1.0 + _signed(u[:, 0]) * m},
+        lambda v, g, h, w, m: {"factor": 1.0 + v[0] * m},
         lambda images, p, seed: ops.contrast(images, p["factor"]),
         0.5,
         "relative change of contrast",
@@ -178,7 +179,7 @@ OPS: Dict[str, OpDef] = {
     "gamma": OpDef(
         "pixel",
         1,
-        lambda u, g, h, w, m: {"gamma": _gated(tf.exp(_signed(u[:, 0]) * m), g, 1.0)},
+        lambda v, g, h, w, m: {"gamma": _gated(tf.exp(v[0] * m), g, 1.0)},
         lambda images, p, seed: ops.gamma(images, p["gamma"]),
         0.5,
         "log of the gamma exponent",
@@ -187,10 +188,11 @@ OPS: Dict[str, OpDef] = {
     "noise": OpDef(
         "pixel",
         1,
-        lambda u, g, h, w, m: {"stddev": u[:, 0] * m},
+        lambda v, g, h, w, m: {"stddev": _gated(_unit(v[0]) * m, g)},
         lambda images, p, seed: ops.gaussian_noise(images, p["stddev"], seed),
         0.1,
         "noise standard deviation on [0, 1] pixels",
+        True,
     ),
     "erase": OpDef(
         "pixel",
@@ -235,8 +237,8 @@ class Policy:
         return {}
 
     def __call__(self, images, strength, seed):
-        shape = tf.shape(images)
-        params = self.sample(shape[0], shape[1], shape[2], strength, seed)
+        height, width = ops.static_or_dynamic(images, 1), ops.static_or_dynamic(images, 2)
+        params = self.sample(tf.shape(images)[0], height, width, strength, seed)
         return self.apply(images, params)
 
 
@@ -299,16 +301,29 @@ class _GatedOpsPolicy(Policy):
             if float(magnitude) < 0:
                 raise ValueError(f"Op {name!r} magnitude must be >= 0. Received: {magnitude!r}.")
             self.ops_config[name] = (float(probability), float(magnitude))
-        # Geometric ops first: they share one warp.
+        # Geometric ops first: they share one warp. The elastic distortion
+        # comes right after it, because it is fused with the warp.
         names = list(self.ops_config)
-        self.op_order = [n for n in names if OPS[n].kind == "geometric"] + [
-            n for n in names if OPS[n].kind == "pixel"
-        ]
+        self.op_order = (
+            [n for n in names if OPS[n].kind == "geometric"]
+            + [n for n in names if n == "elastic"]
+            + [n for n in names if OPS[n].kind == "pixel" and n != "elastic"]
+        )
+        # Consecutive ops whose unselected parameters are the identity share
+        # one gated pass (one gather and one scatter for all of them).
+        self.pixel_groups = []
+        for name in self.op_order:
+            if OPS[name].kind != "pixel" or name == "elastic":
+                continue
+            if self.pixel_groups and OPS[name].identity_params and OPS[self.pixel_groups[-1][-1]].identity_params:
+                self.pixel_groups[-1].append(name)
+            else:
+                self.pixel_groups.append([name])
 
     num_gate_uniforms = 0
 
-    def gates(self, u, strength) -> Dict[str, tf.Tensor]:
-        """Per-op `(B,)` bool gates from `(B, num_gate_uniforms)` uniforms."""
+    def gates(self, v, strength) -> Dict[str, tf.Tensor]:
+        """Per-op `(B,)` bool gates from `(B, num_gate_uniforms)` uniforms in [-1, 1)."""
         raise NotImplementedError
 
     def sample(self, batch_size, height, width, strength, seed) -> dict:
@@ -318,50 +333,87 @@ class _GatedOpsPolicy(Policy):
         widths = [OPS[name].num_uniforms for name in self.op_order]
         total = self.num_gate_uniforms + sum(widths)
         seeds = tf.random.experimental.stateless_split(seed, 2)
-        u = tf.random.stateless_uniform([batch_size, total], seed=seeds[0])
-        gates = self.gates(u[:, : self.num_gate_uniforms], strength)
+        v = tf.random.stateless_uniform([batch_size, total], seed=seeds[0], minval=-1.0, maxval=1.0)
+        gates = self.gates(v[:, : self.num_gate_uniforms], strength)
+        # One unstack instead of a slice per parameter.
+        columns = tf.unstack(v[:, self.num_gate_uniforms :], num=total - self.num_gate_uniforms, axis=1)
         params = {}
-        offset = self.num_gate_uniforms
-        for name, width_u in zip(self.op_order, widths):
+        offset = 0
+        for name, width_v in zip(self.op_order, widths):
             op = OPS[name]
             magnitude = self.ops_config[name][1] * strength
             gate = gates[name]
             params[name] = {
                 "gate": gate,
-                **op.sample(u[:, offset : offset + width_u], gate, height, width, magnitude),
+                **op.sample(columns[offset : offset + width_v], gate, height, width, magnitude),
             }
-            offset += width_u
+            offset += width_v
         params["seed"] = seeds[1]
         return params
 
     def apply(self, images, params) -> tf.Tensor:
-        shape = tf.shape(images)
-        height, width = shape[1], shape[2]
-        geometric = [n for n in self.op_order if OPS[n].kind == "geometric"]
-        if geometric:
-            # Unselected images carry identity parameters, so one composed
-            # matrix per image and one warp cover every geometric op.
-            matrix = ops.compose(*[OPS[n].build(params[n], height, width) for n in geometric])
-            any_gate = params[geometric[0]]["gate"]
-            for name in geometric[1:]:
-                any_gate = any_gate | params[name]["gate"]
-            images = ops.apply_where(images, any_gate, ops.apply_affine, matrix, identity_safe=True)
-        for name in self.op_order:
-            op = OPS[name]
-            if op.kind != "pixel":
-                continue
-            p = params[name]
-            keys = sorted(k for k in p if k != "gate")
-            seed = params["seed"]
-            if op.identity_params:
-                images = op.build(images, p, seed)
-                continue
-
-            def run(selected, *values, _op=op, _keys=keys, _seed=seed):
-                return _op.build(selected, dict(zip(_keys, values)), _seed)
-
-            images = ops.apply_where(images, p["gate"], run, *[p[k] for k in keys])
+        images = self._resample(images, params)
+        for group in self.pixel_groups:
+            images = self._apply_pixel_group(images, params, group)
         return images
+
+    def _resample(self, images, params) -> tf.Tensor:
+        """The geometric ops (one composed matrix, one warp) and the elastic
+        distortion, with every image resampled once."""
+        height, width = ops.static_or_dynamic(images, 1), ops.static_or_dynamic(images, 2)
+        geometric = [n for n in self.op_order if OPS[n].kind == "geometric"]
+        elastic = params.get("elastic")
+        if not geometric:
+            if elastic is None:
+                return images
+            return ops.apply_where(images, elastic["gate"], ops.elastic, elastic["noise"], elastic["alpha"])
+        # Unselected images carry identity parameters, so one composed
+        # matrix per image and one warp cover every geometric op.
+        matrix = ops.compose(*[OPS[n].build(params[n], height, width) for n in geometric])
+        any_gate = params[geometric[0]]["gate"]
+        for name in geometric[1:]:
+            any_gate = any_gate | params[name]["gate"]
+
+        def warp(batch, gate, matrices):
+            return ops.apply_where(batch, gate, ops.apply_affine, matrices, identity_safe=True)
+
+        if elastic is None:
+            return warp(images, any_gate, matrix)
+
+        def partitioned():
+            # Images that chose the elastic distortion are sampled once at
+            # M (p + d(p)) and skip the warp; the others are warped.
+            rest, chosen = tf.dynamic_partition(tf.range(tf.shape(images)[0]), tf.cast(elastic["gate"], tf.int32), 2)
+            warped = warp(tf.gather(images, rest), tf.gather(any_gate, rest), tf.gather(matrix, rest))
+            distorted = ops.elastic(
+                tf.gather(images, chosen),
+                tf.gather(elastic["noise"], chosen),
+                tf.gather(elastic["alpha"], chosen),
+                tf.gather(matrix, chosen),
+            )
+            return tf.ensure_shape(tf.dynamic_stitch([rest, chosen], [warped, distorted]), images.shape)
+
+        return tf.cond(tf.reduce_any(elastic["gate"]), partitioned, lambda: warp(images, any_gate, matrix))
+
+    def _apply_pixel_group(self, images, params, group) -> tf.Tensor:
+        """One gated pass over the images that chose any op of `group`."""
+        seed = params["seed"]
+        keys = {name: sorted(k for k in params[name] if k != "gate") for name in group}
+        values = [params[name][k] for name in group for k in keys[name]]
+        gate = params[group[0]]["gate"]
+        for name in group[1:]:
+            gate = gate | params[name]["gate"]
+
+        def run(selected, *selected_values):
+            position = 0
+            for name in group:
+                count = len(keys[name])
+                selected = OPS[name].build(selected, dict(zip(keys[name], selected_values[position : position + count])), seed)
+                position += count
+            return selected
+
+        identity_safe = all(OPS[name].identity_params for name in group)
+        return ops.apply_where(images, gate, run, *values, identity_safe=identity_safe)
 
     def get_config(self) -> dict:
         return {"ops": {name: list(value) for name, value in self.ops_config.items()}}
@@ -405,9 +457,12 @@ class MnistPolicy(_GatedOpsPolicy):
     def num_gate_uniforms(self):
         return len(self.op_order)
 
-    def gates(self, u, strength):
+    def gates(self, v, strength):
         ramp = tf.minimum(1.0, 2.0 * strength)
-        return {name: u[:, i] < self.ops_config[name][0] * ramp for i, name in enumerate(self.op_order)}
+        probabilities = tf.constant([self.ops_config[name][0] for name in self.op_order], tf.float32)
+        # u < p ramp for u uniform in [0, 1), written for v = 2 u - 1.
+        selected = tf.unstack(v < probabilities * (2.0 * ramp) - 1.0, num=len(self.op_order), axis=1)
+        return dict(zip(self.op_order, selected))
 
 
 @register_policy("randaugment")
@@ -428,8 +483,8 @@ class RandAugmentPolicy(_GatedOpsPolicy):
         "shear": (1.0, 0.3),
         "translate": (1.0, 0.15),
         "scale": (1.0, 0.25),
-        "brightness": (1.0, 0.3),
         "contrast": (1.0, 0.5),
+        "brightness": (1.0, 0.3),
         "gamma": (1.0, 0.5),
         "noise": (1.0, 0.1),
         "erase": (1.0, 0.25),
@@ -445,14 +500,13 @@ class RandAugmentPolicy(_GatedOpsPolicy):
     def num_gate_uniforms(self):
         return self.num_ops
 
-    def gates(self, u, strength):
+    def gates(self, v, strength):
         # Index len(op_order) stands for `identity`.
-        choices = tf.cast(tf.floor(u * (len(self.op_order) + 1)), tf.int32)
-        active = strength > 0.0
-        return {
-            name: tf.reduce_any(tf.equal(choices, i), axis=1) & active
-            for i, name in enumerate(self.op_order)
-        }
+        count = len(self.op_order) + 1
+        choices = tf.minimum(tf.cast(tf.floor(_unit(v) * count), tf.int32), count - 1)
+        picked = tf.reduce_any(tf.cast(tf.one_hot(choices, count), tf.bool), axis=1)
+        picked = picked & (strength > 0.0)
+        return dict(zip(self.op_order, tf.unstack(picked[:, :-1], num=count - 1, axis=1)))
 
     def get_config(self):
         return {"num_ops": self.num_ops, **super().get_config()}
