@@ -39,41 +39,45 @@ def to_float(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32)
 
 
-def apply_where(images: tf.Tensor, mask: tf.Tensor, fn, *params, identity_safe: bool = False, source=None):
-    """Applies `fn(source[mask], *params[mask])` and leaves the rest of `images` untouched.
+def apply_where(
+    images: tf.Tensor,
+    mask: tf.Tensor,
+    fn,
+    *params,
+    identity_safe: bool = False,
+    subset_below: float = 0.5,
+):
+    """Applies `fn(images[mask], *params[mask])` and leaves the rest untouched.
 
     Per-image gating without computing every branch for every image: when
-    fewer than half of the images are selected, only those are gathered,
-    computed and scattered back (an empty selection computes nothing). When most
-    are selected, gather + scatter would cost more than the waste, so `fn`
-    runs on the whole batch and the unselected images keep their `images`
-    values (`tf.where`), which bounds the waste to the unselected half.
-    `identity_safe=True` says `fn` already leaves unselected images exactly
-    as they were (identity parameters), which saves the `tf.where`.
-    `source` (default: `images`) is what `fn` reads, when the selected images
-    must be computed from an earlier stage than `images`.
+    fewer than `subset_below` of the images are selected, only those are
+    gathered, computed and scattered back (an empty selection computes
+    nothing). When more are selected, gather + scatter would cost more than
+    the waste, so `fn` runs on the whole batch and the unselected images keep
+    their input values (`tf.where`). `identity_safe=True` says `fn` already
+    leaves unselected images exactly as they were (identity parameters),
+    which saves the `tf.where`.
     """
-    if source is None:
-        source = images
     count = tf.reduce_sum(tf.cast(mask, tf.int32))
     batch = tf.shape(mask)[0]
 
     def subset():
         index = tf.where(mask)[:, 0]
-        selected = tf.gather(source, index)
+        selected = tf.gather(images, index)
         selected_params = [tf.gather(p, index) for p in params]
         result = tf.cast(fn(selected, *selected_params), images.dtype)
         return tf.tensor_scatter_nd_update(images, index[:, None], result)
 
     def whole():
-        result = tf.cast(fn(source, *params), images.dtype)
+        result = tf.cast(fn(images, *params), images.dtype)
         if identity_safe:
             return result
         return tf.where(tf.reshape(mask, [-1, 1, 1, 1]), result, images)
 
     # One branch op per call: an empty selection goes through `subset`,
     # where gathering and scattering nothing costs next to nothing.
-    return tf.cond(2 * count < batch, subset, whole)
+    below = tf.cast(count, tf.float32) < subset_below * tf.cast(batch, tf.float32)
+    return tf.cond(below, subset, whole)
 
 
 # --------------------------------------------------------------------------
@@ -99,11 +103,39 @@ def identity_matrix(batch_size) -> tf.Tensor:
 
 
 def _about_center(linear_a, linear_b, linear_d, linear_e, height, width):
-    """The matrix of `p_in = L (p_out - c) + c` for a 2x2 map L = [[a, b], [d, e]]."""
+    """The matrix of `p_in = L (p_out - c) + c` for a 2x2 map L = [[a, b], [d, e]].
+
+    `height = width = None` puts `c` at the origin: maps built that way can be
+    composed and then centered once with `about_center`.
+    """
+    if height is None and width is None:
+        zeros = tf.zeros_like(linear_a)
+        return _stack_matrices(linear_a, linear_b, zeros, linear_d, linear_e, zeros)
     cx, cy = _center(height, width)
     offset_x = cx - linear_a * cx - linear_b * cy
     offset_y = cy - linear_d * cx - linear_e * cy
     return _stack_matrices(linear_a, linear_b, offset_x, linear_d, linear_e, offset_y)
+
+
+def about_center(matrices, height, width) -> tf.Tensor:
+    """`C M C^-1`, where `C` moves the origin to the image center.
+
+    Maps built about the origin (`height = width = None`) and composed become
+    the same maps about the center, for one centering instead of one per
+    map; translations are unchanged by it.
+    """
+    cx, cy = _center(height, width)
+    m = tf.reshape(tf.cast(matrices, tf.float32), (-1, 9))
+    shift = tf.stack(
+        [
+            cx - m[:, 0] * cx - m[:, 1] * cy,
+            cy - m[:, 3] * cx - m[:, 4] * cy,
+        ],
+        axis=1,
+    )
+    # Only the offsets (entries 2 and 5) change.
+    update = tf.pad(shift[:, :, None], [[0, 0], [0, 0], [2, 0]])
+    return tf.reshape(m, (-1, 3, 3)) + tf.pad(update, [[0, 0], [0, 1], [0, 0]])
 
 
 def rotation_matrix(angles, height, width) -> tf.Tensor:
@@ -248,24 +280,23 @@ def elastic_coordinates(coarse_noise, alphas, height, width, matrices=None):
     batch = tf.shape(coarse_noise)[0]
     alphas = tf.cast(alphas, tf.float32)[:, None]
     cells = grid_height * grid_width
-    noise_y = tf.reshape(coarse_noise[..., 0], (batch, cells)) * alphas
-    noise_x = tf.reshape(coarse_noise[..., 1], (batch, cells)) * alphas
+    noise_y, noise_x = (tf.reshape(n, (batch, cells)) * alphas for n in tf.unstack(coarse_noise, num=2, axis=-1))
     if matrices is None:
         matrices = identity_matrix(batch)
-    m = tf.reshape(tf.cast(matrices, tf.float32), (-1, 9))
     # x_in = a (x + dx) + b (y + dy) + c and y_in = d (x + dx) + e (y + dy) + f.
-    a, b, c, d, e, f = (m[:, i : i + 1] for i in range(6))
-    coefficients = tf.stack(
+    a, b, c, d, e, f, _, _, _ = tf.split(tf.reshape(tf.cast(matrices, tf.float32), (-1, 9)), 9, axis=1)
+    # Rows: every image's y, then every image's x, so that the two halves of
+    # the result are contiguous (taking them apart copies nothing).
+    coefficients = tf.concat(
         [
             tf.concat([d * noise_x, e * noise_y, d, e, f], axis=1),
             tf.concat([a * noise_x, b * noise_y, a, b, c], axis=1),
         ],
-        axis=1,
+        axis=0,
     )
     basis = _elastic_basis(height, width, grid_height, grid_width)
-    coordinates = tf.matmul(tf.reshape(coefficients, (2 * batch, tf.shape(basis)[0])), basis)
-    coordinates = tf.reshape(coordinates, (batch, 2, height, width))
-    return coordinates[:, 0], coordinates[:, 1]
+    coordinates = tf.reshape(tf.matmul(coefficients, basis), (2, batch, height, width))
+    return coordinates[0], coordinates[1]
 
 
 def bilinear_sample(images, coordinates_y, coordinates_x) -> tf.Tensor:
@@ -291,12 +322,9 @@ def bilinear_sample(images, coordinates_y, coordinates_x) -> tf.Tensor:
         weight_y = weight_y[..., None]
         weight_x = weight_x[..., None]
     row = width + 2
-    top_left = (
-        tf.range(batch)[:, None, None] * ((height + 2) * row)
-        + (tf.cast(y0, tf.int32) + 1) * row
-        + tf.cast(x0, tf.int32)
-        + 1
-    )
+    # Flat index of the top-left neighbour in the padded batch.
+    offsets = tf.range(batch)[:, None, None] * ((height + 2) * row) + (row + 1)
+    top_left = tf.cast(y0, tf.int32) * row + tf.cast(x0, tf.int32) + offsets
     a = tf.gather(flat, top_left)
     b = tf.gather(flat, top_left + 1)
     c = tf.gather(flat, top_left + row)
@@ -349,6 +377,7 @@ def gamma(images, gammas) -> tf.Tensor:
 # (Philox + Box-Muller) costs about 20 times more, and on a small image it
 # was the most expensive step of the noise op.
 NOISE_BANK_SIZE = 1 << 20
+_NOISE_ALIGN = 16
 
 
 @functools.lru_cache(maxsize=1)
@@ -370,8 +399,10 @@ def standard_normal_noise(shape, seed) -> tf.Tensor:
     def from_bank():
         with tf.init_scope():
             bank = tf.constant(_noise_bank())
-        offset = tf.random.stateless_uniform(
-            [], seed=seed, minval=0, maxval=NOISE_BANK_SIZE - size + 1, dtype=tf.int32
+        # Offsets are multiples of 16 floats (64 bytes): an aligned slice
+        # is a view of the bank, not a copy.
+        offset = _NOISE_ALIGN * tf.random.stateless_uniform(
+            [], seed=seed, minval=0, maxval=(NOISE_BANK_SIZE - size) // _NOISE_ALIGN + 1, dtype=tf.int32
         )
         return tf.reshape(tf.slice(bank, [offset], [size]), shape)
 
@@ -387,15 +418,21 @@ def gaussian_noise(images, stddevs, seed) -> tf.Tensor:
     return tf.clip_by_value(images + noise * _per_image(stddevs), 0.0, 1.0)
 
 
-def erase(images, boxes, fill_values) -> tf.Tensor:
-    """Sets the pixels in `boxes` `(B, 4)` = `[y0, x0, y1, x1)` (pixels) to `fill_values` `(B,)`."""
+def erase(images, boxes, fill_value=0.0) -> tf.Tensor:
+    """Sets the pixels in `boxes` `(B, 4)` = `[y0, x0, y1, x1)` (pixels) to `fill_value`.
+
+    `fill_value` is one number for the batch (cutout uses 0).
+    """
     shape = tf.shape(images)
     boxes = tf.cast(boxes, tf.float32)
     rows = tf.range(shape[1], dtype=tf.float32)[None, :]
     cols = tf.range(shape[2], dtype=tf.float32)[None, :]
-    # Two 1-D masks and one broadcast AND: far fewer passes over the batch
-    # than four full-size comparisons.
-    row_in = (rows >= boxes[:, 0:1]) & (rows < boxes[:, 2:3])
-    col_in = (cols >= boxes[:, 1:2]) & (cols < boxes[:, 3:4])
-    inside = row_in[:, :, None] & col_in[:, None, :]
-    return tf.where(inside[..., None], _per_image(fill_values), images)
+    row_out = tf.cast((rows < boxes[:, 0:1]) | (rows >= boxes[:, 2:3]), images.dtype)
+    col_out = tf.cast((cols < boxes[:, 1:2]) | (cols >= boxes[:, 3:4]), images.dtype)
+    # 1 outside the box, 0 inside: the larger of the row and the column
+    # mask, one broadcast op; erasing is then one multiply.
+    keep = tf.maximum(row_out[:, :, None, None], col_out[:, None, :, None])
+    erased = images * keep
+    if isinstance(fill_value, (int, float)) and fill_value == 0:
+        return erased
+    return erased + tf.cast(fill_value, images.dtype) * (1.0 - keep)

@@ -90,7 +90,7 @@ def _erase_boxes(v, gate, height, width, magnitude):
     box_w = _gated(box_w, gate)
     top = tf.floor(_unit(v[2]) * (h - box_h + 1.0))
     left = tf.floor(_unit(v[3]) * (w - box_w + 1.0))
-    return {"boxes": tf.stack([top, left, top + box_h, left + box_w], axis=1), "fill": tf.zeros_like(area)}
+    return {"boxes": tf.stack([top, left, top + box_h, left + box_w], axis=1)}
 
 
 OPS: Dict[str, OpDef] = {
@@ -198,7 +198,7 @@ OPS: Dict[str, OpDef] = {
         "pixel",
         4,
         _erase_boxes,
-        lambda images, p, seed: ops.erase(images, p["boxes"], p["fill"]),
+        lambda images, p, seed: ops.erase(images, p["boxes"]),
         0.25,
         "largest erased fraction of the image area",
         True,
@@ -337,11 +337,14 @@ class _GatedOpsPolicy(Policy):
         gates = self.gates(v[:, : self.num_gate_uniforms], strength)
         # One unstack instead of a slice per parameter.
         columns = tf.unstack(v[:, self.num_gate_uniforms :], num=total - self.num_gate_uniforms, axis=1)
+        magnitudes = tf.unstack(
+            tf.constant([self.ops_config[name][1] for name in self.op_order], tf.float32) * strength,
+            num=len(self.op_order),
+        )
         params = {}
         offset = 0
-        for name, width_v in zip(self.op_order, widths):
+        for name, width_v, magnitude in zip(self.op_order, widths, magnitudes):
             op = OPS[name]
-            magnitude = self.ops_config[name][1] * strength
             gate = gates[name]
             params[name] = {
                 "gate": gate,
@@ -368,8 +371,9 @@ class _GatedOpsPolicy(Policy):
                 return images
             return ops.apply_where(images, elastic["gate"], ops.elastic, elastic["noise"], elastic["alpha"])
         # Unselected images carry identity parameters, so one composed
-        # matrix per image and one warp cover every geometric op.
-        matrix = ops.compose(*[OPS[n].build(params[n], height, width) for n in geometric])
+        # matrix per image and one warp cover every geometric op. The maps
+        # are built about the origin and centered once.
+        matrix = ops.about_center(ops.compose(*[OPS[n].build(params[n], None, None) for n in geometric]), height, width)
         any_gate = params[geometric[0]]["gate"]
         for name in geometric[1:]:
             any_gate = any_gate | params[name]["gate"]
@@ -412,8 +416,12 @@ class _GatedOpsPolicy(Policy):
                 position += count
             return selected
 
-        identity_safe = all(OPS[name].identity_params for name in group)
-        return ops.apply_where(images, gate, run, *values, identity_safe=identity_safe)
+        if all(OPS[name].identity_params for name in group):
+            # Cheap elementwise ops that leave unselected images as they
+            # are: the whole batch costs less than a gather + scatter once
+            # about a third of it is selected (measured on MNIST batches).
+            return ops.apply_where(images, gate, run, *values, identity_safe=True, subset_below=1.0 / 3.0)
+        return ops.apply_where(images, gate, run, *values)
 
     def get_config(self) -> dict:
         return {"ops": {name: list(value) for name, value in self.ops_config.items()}}
