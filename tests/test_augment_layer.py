@@ -84,9 +84,100 @@ def test_one_warp_per_batch(monkeypatch):
         return original(images, matrices, **kwargs)
 
     monkeypatch.setattr(ops, "apply_affine", counting)
+    elastic_calls = []
+    original_elastic = ops.elastic
+
+    def counting_elastic(images, *args, **kwargs):
+        elastic_calls.append(int(images.shape[0]))
+        return original_elastic(images, *args, **kwargs)
+
+    monkeypatch.setattr(ops, "elastic", counting_elastic)
     layer = augment.Augment("mnist", strength=1.0, seed=0)
     layer(np.zeros((64, 28, 28, 1), np.uint8), training=True)  # eager: only the taken branch runs
-    assert len(calls) == 1
+    assert len(calls) == 1 and len(elastic_calls) == 1
+    # Every image is resampled once: by the warp or by the fused elastic.
+    assert calls[0] + elastic_calls[0] == 64 and elastic_calls[0] > 0
+
+
+def test_about_center_matches_centered_maps():
+    angles, scales, shears = tf.constant([0.3, -0.2]), tf.constant([1.1, 0.9]), tf.constant([0.2, -0.1])
+    shift = ops.translation_matrix(tf.constant([1.0, 2.0]), tf.constant([0.0, 3.0]))
+    centered = ops.compose(
+        shift,
+        ops.rotation_matrix(angles, 28, 20),
+        ops.scale_matrix(scales, scales, 28, 20),
+        ops.shear_matrix(shears, -shears, 28, 20),
+    )
+    about_origin = ops.compose(
+        shift,
+        ops.rotation_matrix(angles, None, None),
+        ops.scale_matrix(scales, scales, None, None),
+        ops.shear_matrix(shears, -shears, None, None),
+    )
+    np.testing.assert_allclose(ops.about_center(about_origin, 28, 20).numpy(), centered.numpy(), atol=1e-5)
+    np.testing.assert_allclose(ops.compose(shift, shift).numpy()[0, :2, 2], [-2.0, 0.0])
+
+
+def test_elastic_with_matrix_is_the_warp_when_the_field_is_zero():
+    images = tf.random.stateless_uniform((3, 28, 20, 2), seed=(1, 2))
+    matrices = ops.compose(
+        ops.rotation_matrix(tf.constant([0.3, 0.0, -0.2]), 28, 20),
+        ops.translation_matrix(tf.constant([1.5, 0.0, -3.0]), tf.constant([0.0, 2.0, 1.0])),
+    )
+    fused = ops.elastic(images, tf.zeros((3, 4, 4, 2)), [2.0, 2.0, 2.0], matrices).numpy()
+    np.testing.assert_allclose(fused, ops.apply_affine(images, matrices).numpy(), atol=2e-3)
+    # Inside a graph with unknown sizes the same field and sampler are built.
+    noise = tf.random.stateless_uniform((3, 4, 4, 2), seed=(3, 4), minval=-1.0, maxval=1.0)
+    dynamic = tf.function(
+        lambda x: ops.elastic(x, noise, [2.0, 2.0, 2.0], matrices),
+        input_signature=[tf.TensorSpec((None, None, None, 2), tf.float32)],
+    )
+    np.testing.assert_allclose(
+        dynamic(images).numpy(), ops.elastic(images, noise, [2.0, 2.0, 2.0], matrices).numpy(), atol=1e-5
+    )
+
+
+def test_policy_resamples_each_image_once_and_keeps_the_order():
+    policy = augment.get_policy("ops", ops={"rotate": (1.0, 30.0), "elastic": (0.5, 3.0)})
+    images = tf.random.stateless_uniform((32, 28, 28, 1), seed=(5, 6))
+    params = policy.sample(32, 28, 28, tf.constant(1.0), tf.constant([7, 8], tf.int64))
+    out = policy.apply(images, params).numpy()
+    gate = params["elastic"]["gate"].numpy()
+    assert 0 < gate.sum() < 32
+    matrices = ops.rotation_matrix(params["rotate"]["angle"], 28, 28)
+    warped = ops.apply_affine(images, matrices).numpy()
+    distorted = ops.elastic(images, params["elastic"]["noise"], params["elastic"]["alpha"], matrices).numpy()
+    np.testing.assert_allclose(out[~gate], warped[~gate], atol=1e-5)
+    np.testing.assert_allclose(out[gate], distorted[gate], atol=1e-5)
+
+
+@pytest.mark.parametrize("strength", [0.1, 1.0])
+def test_identity_parameter_ops_share_one_pass(strength):
+    # At 0.1 a minority of images is selected (gather + scatter); at 1.0
+    # most are (whole batch). Both give the ops applied one after the other.
+    policy = augment.get_policy("ops", ops={"erase": (0.5, 0.25), "brightness": (0.5, 0.3)})
+    assert policy.pixel_groups == [["erase", "brightness"]]
+    images = tf.random.stateless_uniform((64, 12, 12, 1), seed=(9, 9))
+    params = policy.sample(64, 12, 12, tf.constant(strength), tf.constant([1, 2], tf.int64))
+    selected = (params["erase"]["gate"] | params["brightness"]["gate"]).numpy().mean()
+    assert (selected < 1 / 3) == (strength < 0.5)
+    expected = ops.brightness(ops.erase(images, params["erase"]["boxes"]), params["brightness"]["delta"])
+    np.testing.assert_allclose(policy.apply(images, params).numpy(), expected.numpy(), atol=1e-6)
+    randaugment = augment.get_policy("randaugment")
+    assert randaugment.pixel_groups == [["contrast"], ["brightness", "gamma", "noise", "erase"]]
+
+
+def test_standard_normal_noise():
+    seed = tf.constant([1, 2], tf.int64)
+    small = ops.standard_normal_noise([64, 28, 28, 1], seed).numpy()
+    np.testing.assert_array_equal(small, ops.standard_normal_noise([64, 28, 28, 1], seed).numpy())
+    other = ops.standard_normal_noise([64, 28, 28, 1], tf.constant([1, 3], tf.int64)).numpy()
+    assert not np.array_equal(small, other)
+    assert abs(small.mean()) < 0.02 and small.std() == pytest.approx(1.0, abs=0.02)
+    # Larger than half the bank: fresh normals, same distribution.
+    large = ops.standard_normal_noise([1, 1024, 1024, 1], seed).numpy()
+    assert ops.NOISE_BANK_SIZE // 2 < large.size
+    assert abs(large.mean()) < 0.01 and large.std() == pytest.approx(1.0, abs=0.01)
 
 
 def test_geometric_matrices():
@@ -137,3 +228,8 @@ def test_apply_where_only_touches_selected():
     assert out[:, 0, 0, 0].tolist() == [1, 0, 0, 0, 0, 6]
     untouched = ops.apply_where(images, tf.zeros(6, tf.bool), plus, tf.ones(6)).numpy()
     assert (untouched == 0).all()
+    # 2 of 6 selected: the subset below one half, the whole batch above one third.
+    calls.clear()
+    ops.apply_where(images, mask, plus, tf.ones(6))
+    ops.apply_where(images, mask, plus, tf.ones(6), subset_below=1 / 3)
+    assert calls == [2, 6]
