@@ -10,7 +10,9 @@ Geometric ops do not touch pixels: they build 3x3 matrices, one per image.
 The matrices map *output* pixel coordinates `(x, y, 1)` to *input*
 coordinates, the convention of `ImageProjectiveTransformV3`. `compose` chains
 them and `apply_affine` warps the whole batch with a single
-`ImageProjectiveTransformV3` call.
+`ImageProjectiveTransformV3` call. Builders that act about the image center
+take `height, width`; `None` for both builds the map about the origin, and
+`about_center` centers a composed product of such maps once.
 
 Example:
 

@@ -54,15 +54,16 @@ class OpDef:
             parameters, where `v` is a list of `num_uniforms` `(B,)` tensors
             uniform in [-1, 1) and `magnitude` is already scaled by strength.
             Geometric ops return identity parameters where `gate` is False.
-        build: for geometric ops, `(params, height, width) -> (B, 3, 3)`; for
-            pixel ops, `(images, params, seed) -> images`.
+        build: for geometric ops, `(params, height, width) -> (B, 3, 3)`
+            (policies pass `height = width = None`, the map about the origin,
+            and center the composed map once); for pixel ops,
+            `(images, params, seed) -> images`.
         magnitude: the default maximum magnitude at strength 1.
         unit: what the magnitude means.
         identity_params: `sample` gives unselected images parameters under
             which `build` is the exact identity (a zero noise level, an empty
-            box). Such cheap elementwise ops run on the whole batch, because
-            gathering and scattering the selected images costs more than the
-            op itself; the others run on the selected images only.
+            box). Consecutive such ops share one gated pass (see
+            `_GatedOpsPolicy.pixel_groups`); the others are gated one by one.
     """
 
     kind: str
@@ -155,7 +156,7 @@ OPS: Dict[str, OpDef] = {
             "noise": tf.reshape(tf.stack(v, axis=1), (-1, 4, 4, 2)),
             "alpha": tf.fill(tf.shape(g), tf.cast(m, tf.float32)),
         },
-        lambda images, p, seed: ops.elastic(images, p["noise"], p["alpha"], p.get("matrix")),
+        lambda images, p, seed: ops.elastic(images, p["noise"], p["alpha"]),
         2.5,
         "peak displacement in pixels",
     ),
@@ -373,7 +374,8 @@ class _GatedOpsPolicy(Policy):
         # Unselected images carry identity parameters, so one composed
         # matrix per image and one warp cover every geometric op. The maps
         # are built about the origin and centered once.
-        matrix = ops.about_center(ops.compose(*[OPS[n].build(params[n], None, None) for n in geometric]), height, width)
+        about_origin = ops.compose(*[OPS[n].build(params[n], None, None) for n in geometric])
+        matrix = ops.about_center(about_origin, height, width)
         any_gate = params[geometric[0]]["gate"]
         for name in geometric[1:]:
             any_gate = any_gate | params[name]["gate"]
@@ -387,7 +389,8 @@ class _GatedOpsPolicy(Policy):
         def partitioned():
             # Images that chose the elastic distortion are sampled once at
             # M (p + d(p)) and skip the warp; the others are warped.
-            rest, chosen = tf.dynamic_partition(tf.range(tf.shape(images)[0]), tf.cast(elastic["gate"], tf.int32), 2)
+            partitions = tf.cast(elastic["gate"], tf.int32)
+            rest, chosen = tf.dynamic_partition(tf.range(tf.shape(images)[0]), partitions, 2)
             warped = warp(tf.gather(images, rest), tf.gather(any_gate, rest), tf.gather(matrix, rest))
             distorted = ops.elastic(
                 tf.gather(images, chosen),
@@ -412,7 +415,8 @@ class _GatedOpsPolicy(Policy):
             position = 0
             for name in group:
                 count = len(keys[name])
-                selected = OPS[name].build(selected, dict(zip(keys[name], selected_values[position : position + count])), seed)
+                values_of_op = dict(zip(keys[name], selected_values[position : position + count]))
+                selected = OPS[name].build(selected, values_of_op, seed)
                 position += count
             return selected
 
