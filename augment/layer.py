@@ -47,6 +47,12 @@ class Augment(keras.layers.Layer):
     The same object works inside a model (device side) and as the
     `host_augment` of `pipelines.build_pipeline` (host side).
 
+    Per-image gating computes only the images that chose an op, so shapes
+    inside the layer depend on the data, which XLA cannot compile: the layer
+    sets `supports_jit = False`, and Keras' default `jit_compile="auto"` then
+    leaves a model that contains it un-jitted (on a GPU it would otherwise
+    turn XLA on). Do not pass `jit_compile=True` to such a model.
+
     Args:
         policy: a registered policy name (see `augment.list_policies()`), a
             `Policy`, or a `{"name", "config"}` dict.
@@ -65,6 +71,8 @@ class Augment(keras.layers.Layer):
 
     def __init__(self, policy="mnist", strength=0.5, seed=None, **kwargs):
         super().__init__(**kwargs)
+        # Data-dependent shapes (gathered subsets, partitions): not for XLA.
+        self.supports_jit = False
         self.policy = get_policy(policy)
         initial = check_strength(strength)
         if seed is None:
