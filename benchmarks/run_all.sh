@@ -8,3 +8,5 @@ profile-input --model cnn --json benchmarks/results/profile_input.json | tee ben
 # At run-mnist's own settings (batch 128, the adaptive controller's starting strength 0.3):
 profile-input --model cnn --batch-sizes 128 --strength 0.3 --compare none --repeats 3 \
   --json benchmarks/results/profile_input_run_mnist_settings.json | tee benchmarks/results/profile_input_run_mnist_settings.txt
+# What each part of the mnist policy costs against the bare warp:
+python benchmarks/augment_ablation.py | tee benchmarks/results/augment_ablation.txt
