@@ -156,7 +156,8 @@ OPS: Dict[str, OpDef] = {
             "noise": tf.reshape(tf.stack(v, axis=1), (-1, 4, 4, 2)),
             "alpha": tf.fill(tf.shape(g), tf.cast(m, tf.float32)),
         },
-        lambda images, p, seed: ops.elastic(images, p["noise"], p["alpha"]),
+        # `matrix`: the affine map fused into the same resampling (`_resample`).
+        lambda images, p, seed: ops.elastic(images, p["noise"], p["alpha"], p.get("matrix")),
         2.5,
         "peak displacement in pixels",
     ),
@@ -367,18 +368,20 @@ class _GatedOpsPolicy(Policy):
         height, width = ops.static_or_dynamic(images, 1), ops.static_or_dynamic(images, 2)
         geometric = [n for n in self.op_order if OPS[n].kind == "geometric"]
         elastic = params.get("elastic")
+
+        def distort(batch, noise, alpha, matrices=None):
+            return OPS["elastic"].build(batch, {"noise": noise, "alpha": alpha, "matrix": matrices}, None)
+
         if not geometric:
             if elastic is None:
                 return images
-            return ops.apply_where(images, elastic["gate"], ops.elastic, elastic["noise"], elastic["alpha"])
+            return ops.apply_where(images, elastic["gate"], distort, elastic["noise"], elastic["alpha"])
         # Unselected images carry identity parameters, so one composed
         # matrix per image and one warp cover every geometric op. The maps
         # are built about the origin and centered once.
         about_origin = ops.compose(*[OPS[n].build(params[n], None, None) for n in geometric])
         matrix = ops.about_center(about_origin, height, width)
-        any_gate = params[geometric[0]]["gate"]
-        for name in geometric[1:]:
-            any_gate = any_gate | params[name]["gate"]
+        any_gate = _any_gate(params, geometric)
 
         def warp(batch, gate, matrices):
             return ops.apply_where(batch, gate, ops.apply_affine, matrices, identity_safe=True)
@@ -392,7 +395,7 @@ class _GatedOpsPolicy(Policy):
             partitions = tf.cast(elastic["gate"], tf.int32)
             rest, chosen = tf.dynamic_partition(tf.range(tf.shape(images)[0]), partitions, 2)
             warped = warp(tf.gather(images, rest), tf.gather(any_gate, rest), tf.gather(matrix, rest))
-            distorted = ops.elastic(
+            distorted = distort(
                 tf.gather(images, chosen),
                 tf.gather(elastic["noise"], chosen),
                 tf.gather(elastic["alpha"], chosen),
@@ -407,9 +410,7 @@ class _GatedOpsPolicy(Policy):
         seed = params["seed"]
         keys = {name: sorted(k for k in params[name] if k != "gate") for name in group}
         values = [params[name][k] for name in group for k in keys[name]]
-        gate = params[group[0]]["gate"]
-        for name in group[1:]:
-            gate = gate | params[name]["gate"]
+        gate = _any_gate(params, group)
 
         def run(selected, *selected_values):
             position = 0
@@ -429,6 +430,14 @@ class _GatedOpsPolicy(Policy):
 
     def get_config(self) -> dict:
         return {"ops": {name: list(value) for name, value in self.ops_config.items()}}
+
+
+def _any_gate(params, names) -> tf.Tensor:
+    """`(B,)`: True where an image chose any of the ops `names`."""
+    gate = params[names[0]]["gate"]
+    for name in names[1:]:
+        gate = gate | params[name]["gate"]
+    return gate
 
 
 def _ops_argument(ops_arg, defaults):
