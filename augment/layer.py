@@ -7,8 +7,8 @@ import os
 import keras
 import tensorflow as tf
 
-from augment import ops
-from augment.policies import get_policy, serialize_policy
+from augpipe.augment import ops
+from augpipe.augment.policies import get_policy, serialize_policy
 
 
 def check_unit(name: str, value) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from augment.layer import check_unit
+from augpipe.augment.layer import check_unit
 
 
 def _check_nonnegative(name, value) -> float:

@@ -30,7 +30,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import tensorflow as tf
 
-from augment import ops
+from augpipe.augment import ops
 
 # --------------------------------------------------------------------------
 # Op table: each op's sampler (strength-scaled magnitude -> per-image params)

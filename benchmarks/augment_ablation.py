@@ -15,10 +15,10 @@ import statistics
 import numpy as np
 import tensorflow as tf
 
-import augment
-from augment import ops
-from augment.policies import MnistPolicy
-from scripts.profiling import StageRunner, _mapped
+from augpipe import augment
+from augpipe.augment import ops
+from augpipe.augment.policies import MnistPolicy
+from augpipe.scripts.profiling import StageRunner, _mapped
 
 GEOMETRIC = ["rotate", "scale", "shear", "translate"]
 

@@ -1,12 +1,12 @@
 """Keras callbacks: strength schedules and control, LR control, scheduled evaluation, monitors, plots."""
 
-from callbacks.base import RandomStateBackup, StatefulCallback, atomic_write_text
-from callbacks.curves import TrainingCurves
-from callbacks.evaluation import ScheduledEvaluation, check_no_test_monitor
-from callbacks.lr import LearningRateControl, MultiplierSchedule, install_multiplier
-from callbacks.monitors import ThroughputMonitor
-from callbacks.schedules import Schedule, constant, cosine, linear, parse_schedule, step
-from callbacks.strength import AdaptiveStrength, StrengthSchedule
+from augpipe.callbacks.base import RandomStateBackup, StatefulCallback, atomic_write_text
+from augpipe.callbacks.curves import TrainingCurves
+from augpipe.callbacks.evaluation import ScheduledEvaluation, check_no_test_monitor
+from augpipe.callbacks.lr import LearningRateControl, MultiplierSchedule, install_multiplier
+from augpipe.callbacks.monitors import ThroughputMonitor
+from augpipe.callbacks.schedules import Schedule, constant, cosine, linear, parse_schedule, step
+from augpipe.callbacks.strength import AdaptiveStrength, StrengthSchedule
 
 __all__ = [
     "AdaptiveStrength",

@@ -9,7 +9,7 @@ import tempfile
 
 import keras
 
-from callbacks.base import StatefulCallback
+from augpipe.callbacks.base import StatefulCallback
 
 PANELS = (
     ("loss", ("loss", "val_loss", "test_loss")),

@@ -8,7 +8,7 @@ from typing import Iterable, Optional
 
 import keras
 
-from callbacks.base import StatefulCallback
+from augpipe.callbacks.base import StatefulCallback
 
 _NAN = float("nan")
 

@@ -8,7 +8,7 @@ from typing import Optional
 import keras
 import numpy as np
 
-from callbacks.base import StatefulCallback, check_not_test_key
+from augpipe.callbacks.base import StatefulCallback, check_not_test_key
 
 
 @keras.saving.register_keras_serializable(package="augpipe")

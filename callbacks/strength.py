@@ -7,9 +7,9 @@ from typing import Callable, Optional, Union
 
 import keras
 
-from augment.layer import check_unit
-from callbacks.base import StatefulCallback, check_not_test_key, strength_variable
-from callbacks.schedules import Schedule, parse_schedule
+from augpipe.augment.layer import check_unit
+from augpipe.callbacks.base import StatefulCallback, check_not_test_key, strength_variable
+from augpipe.callbacks.schedules import Schedule, parse_schedule
 
 ACCURACY_KEYS = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "acc")
 
@@ -31,7 +31,7 @@ class StrengthSchedule(keras.callbacks.Callback):
 
     Example:
 
-    >>> import augment
+    >>> from augpipe import augment
     >>> layer = augment.Augment("mnist", strength=0.0, seed=0)
     >>> callback = StrengthSchedule(layer, "linear:0.0:0.8:10")
     >>> callback.on_epoch_begin(5); round(float(layer.strength.numpy()), 2)
@@ -114,7 +114,7 @@ class AdaptiveStrength(StatefulCallback):
 
     Example:
 
-    >>> import augment
+    >>> from augpipe import augment
     >>> layer = augment.Augment("mnist", strength=0.2, seed=0)
     >>> controller = AdaptiveStrength(layer, warmup_epochs=0)
     >>> controller.on_epoch_begin(0)

@@ -1,8 +1,8 @@
 """Data in: sources -> splits -> tf.data pipeline -> (distribution)."""
 
-from pipelines.pipeline import EpochSync, as_batch_fn, build_pipeline, epoch_order, pipeline_epoch_variable
-from pipelines.sources import LabeledArrays, Source, load_source, read_idx
-from pipelines.splits import Split, Splits, fingerprint_images, make_splits
+from augpipe.pipelines.pipeline import EpochSync, as_batch_fn, build_pipeline, epoch_order, pipeline_epoch_variable
+from augpipe.pipelines.sources import LabeledArrays, Source, load_source, read_idx
+from augpipe.pipelines.splits import Split, Splits, fingerprint_images, make_splits
 
 __all__ = [
     "EpochSync",

@@ -29,8 +29,8 @@ from typing import Optional
 
 import tensorflow as tf
 
-from pipelines.pipeline import AUTOTUNE, EpochSync, build_pipeline, epoch_order, make_gather
-from pipelines.splits import Split
+from augpipe.pipelines.pipeline import AUTOTUNE, EpochSync, build_pipeline, epoch_order, make_gather
+from augpipe.pipelines.splits import Split
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 PROCESSING_MODES = ("distributed_epoch", "parallel_epochs")

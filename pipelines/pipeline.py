@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipelines.splits import Split
+from augpipe.pipelines.splits import Split
 
 AUTOTUNE = tf.data.AUTOTUNE
 _EPOCH_ATTRIBUTE = "_augpipe_epoch"
@@ -106,7 +106,7 @@ def build_pipeline(
 
     Example:
 
-    >>> from pipelines import load_source, make_splits
+    >>> from augpipe.pipelines import load_source, make_splits
     >>> splits = make_splits(load_source("mnist-embedded"), seed=0)
     >>> ds = build_pipeline(splits.val, batch_size=100, training=False)
     >>> [tuple(t.shape) for t in next(iter(ds))]
@@ -220,7 +220,7 @@ class EpochSync(keras.callbacks.Callback):
 
     Example:
 
-    >>> from pipelines import load_source, make_splits
+    >>> from augpipe.pipelines import load_source, make_splits
     >>> splits = make_splits(load_source("mnist-embedded"), seed=0)
     >>> train = build_pipeline(splits.train, batch_size=64, training=True)
     >>> sync = EpochSync(train)

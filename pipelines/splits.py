@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from pipelines.sources import Source
+from augpipe.pipelines.sources import Source
 
 
 def example_digests(images: np.ndarray) -> list:
@@ -149,7 +149,7 @@ def make_splits(source: Source, *, val_size=None, test_size=None, seed: int = 0)
 
     Example:
 
-    >>> from pipelines import load_source
+    >>> from augpipe.pipelines import load_source
     >>> splits = make_splits(load_source("mnist-embedded"), seed=0)
     >>> len(splits.train), len(splits.val), len(splits.test)
     (3500, 500, 1000)

@@ -1,6 +1,6 @@
 """The MNIST experiment as a library: config, run directory, model, callbacks, report.
 
-`scripts.run_mnist` is the click layer over `run_experiment`.
+`augpipe.scripts.run_mnist` is the click layer over `run_experiment`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import augment
-import callbacks
-import pipelines
+from augpipe import augment
+from augpipe import callbacks
+from augpipe import pipelines
 
 MODELS = ("cnn", "mlp")
 PLACEMENTS = ("device", "host")
@@ -124,7 +124,7 @@ def validate(config: ExperimentConfig) -> None:
     if config.data_service and config.local_data_service:
         raise UsageError("--data-service and --local-data-service contradict each other: pick one.")
     if config.data_service:
-        from pipelines import distribute
+        from augpipe.pipelines import distribute
 
         try:
             distribute.parse_service_address(config.data_service)
@@ -377,7 +377,7 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None, 
         saved.setdefault("resumes", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changed": changed})
         callbacks.atomic_write_text(config_path, json.dumps(saved, indent=2, default=_json_default))
 
-    from pipelines import distribute
+    from augpipe.pipelines import distribute
 
     strategy = distribute.make_strategy(config.strategy)
     kind, initial_strength, schedule = parse_strength(config.strength)

@@ -21,7 +21,7 @@ def _batch_sizes(ctx, param, value):
 
 
 def _compare(ctx, param, value):
-    from scripts.profiling import PEERS
+    from augpipe.scripts.profiling import PEERS
 
     peers = [v.strip() for v in str(value).split(",") if v.strip() and v.strip() != "none"]
     unknown = [p for p in peers if p not in PEERS]
@@ -51,8 +51,8 @@ def main(json_path, **options):
     input-bound."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    import augment
-    from scripts import profiling
+    from augpipe import augment
+    from augpipe.scripts import profiling
 
     try:
         augment.get_policy(options["policy"])

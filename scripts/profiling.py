@@ -54,7 +54,7 @@ def _check_compare(compare) -> list:
 
 def load_images(source: str, synthetic: Optional[int], seed: int = 0) -> np.ndarray:
     """The source's uint8 images, or `synthetic` seeded random ones of the same shape."""
-    import pipelines
+    from augpipe import pipelines
 
     images = pipelines.load_source(source).images
     if synthetic is None:
@@ -87,8 +87,8 @@ def _mapped(images, batch_size, fn):
 def build_stages(images, policy: str, strength: float, compare: Sequence[str], seed: int = 0) -> dict:
     import keras
 
-    import augment
-    from augment import ops
+    from augpipe import augment
+    from augpipe.augment import ops
 
     ours = augment.Augment(policy, strength=strength, seed=seed)
     geometric = augment.Augment(
@@ -213,9 +213,9 @@ def _summary(values, baseline=None) -> dict:
 def measure_input_bound(images, batch_size, model_kind, policy, strength, placement, num_batches, repeats, seed=0) -> dict:
     import keras
 
-    import augment
-    import pipelines
-    from scripts.experiment import build_model
+    from augpipe import augment
+    from augpipe import pipelines
+    from augpipe.scripts.experiment import build_model
 
     labels = np.arange(len(images)) % 10
     source = pipelines.Source.from_arrays(images, labels, num_classes=10)
@@ -307,7 +307,7 @@ def profile_input(
         `repeats` and `ratio_to_raw`, and `model` (with `model != "none"`)
         holds the input-bound share and verdict for host and device placement.
     """
-    import augment
+    from augpipe import augment
 
     progress = progress or (lambda message: None)
     batch_sizes = _check_batch_sizes(batch_sizes)

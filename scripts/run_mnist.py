@@ -53,7 +53,7 @@ def main(ctx, **options):
     whose strength is controlled from the train/val accuracy gap.
     """
     _quiet_tensorflow()
-    from scripts import experiment
+    from augpipe.scripts import experiment
 
     explicit = {
         name for name in options if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE

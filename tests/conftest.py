@@ -25,7 +25,7 @@ def make_digits(num_per_class=20, num_classes=10, size=12, seed=0):
 
 @pytest.fixture
 def tiny_source():
-    from pipelines import Source
+    from augpipe.pipelines import Source
 
     images, labels = make_digits()
     return Source.from_arrays(images, labels, name="tiny")
@@ -33,7 +33,7 @@ def tiny_source():
 
 @pytest.fixture(scope="session")
 def embedded_splits():
-    from pipelines import load_source, make_splits
+    from augpipe.pipelines import load_source, make_splits
 
     return make_splits(load_source("mnist-embedded"), seed=0)
 

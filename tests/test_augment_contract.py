@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import augment
-from pipelines import Source, build_pipeline, make_splits
+from augpipe import augment
+from augpipe.pipelines import Source, build_pipeline, make_splits
 
 CASES = [("op", name) for name in augment.list_ops()] + [
     ("policy", name) for name in augment.list_policies() if name != "ops"

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import augment
-from augment import ops
+from augpipe import augment
+from augpipe.augment import ops
 
 
 def test_unknown_policy_lists_and_suggests():

@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 
-import augment
-import callbacks
-import pipelines
+from augpipe import augment
+from augpipe import callbacks
+from augpipe import pipelines
 
 HELPERS = os.path.join(os.path.dirname(__file__), "helpers")
 

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-import augment
-import callbacks
-from callbacks import schedules
+from augpipe import augment
+from augpipe import callbacks
+from augpipe.callbacks import schedules
 
 
 def test_schedules_and_specs():

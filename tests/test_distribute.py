@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-import pipelines
-from pipelines import distribute
+from augpipe import pipelines
+from augpipe.pipelines import distribute
 
 HELPERS = os.path.join(os.path.dirname(__file__), "helpers")
 
@@ -81,7 +81,7 @@ def tiny_npz(tmp_path_factory):
 
 
 def test_run_mnist_with_local_data_service(tiny_npz, tmp_path):
-    from scripts.run_mnist import main
+    from augpipe.scripts.run_mnist import main
 
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(
@@ -94,7 +94,7 @@ def test_run_mnist_with_local_data_service(tiny_npz, tmp_path):
 
 
 def test_run_mnist_bad_data_service(tiny_npz, tmp_path):
-    from scripts.run_mnist import main
+    from augpipe.scripts.run_mnist import main
 
     start = time.monotonic()
     result = CliRunner().invoke(
@@ -151,7 +151,7 @@ def test_two_process_multiworker_training_agrees(tmp_path):
 @pytest.mark.slow
 def test_run_mnist_multiworker_two_processes(tiny_npz, tmp_path):
     run_two_workers(lambda i: [
-        sys.executable, "-m", "scripts.run_mnist", "--source", tiny_npz, "--model", "mlp", "--epochs", "2",
+        sys.executable, "-m", "augpipe.scripts.run_mnist", "--source", tiny_npz, "--model", "mlp", "--epochs", "2",
         "--batch-size", "32", "--strategy", "multiworker", "--run-dir", str(tmp_path / f"w{i}"),
         "--quiet", "--no-tensorboard",
     ])

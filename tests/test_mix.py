@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import augment
+from augpipe import augment
 
 
 @pytest.mark.parametrize("alpha", [0.2, 1.0, 3.0])
@@ -82,7 +82,7 @@ def test_bad_arguments():
 def test_albumentations_adapter_in_pipeline(tiny_source):
     import albumentations as A
 
-    from pipelines import build_pipeline, make_splits
+    from augpipe.pipelines import build_pipeline, make_splits
 
     split = make_splits(tiny_source, seed=0).train
     fn = augment.albumentations_batch(A.Compose([A.Affine(rotate=(-30, 30), p=1.0)]), seed=0)

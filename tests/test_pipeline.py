@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import EpochSync, build_pipeline, make_splits, pipeline_epoch_variable
+from augpipe.pipelines import EpochSync, build_pipeline, make_splits, pipeline_epoch_variable
 
 
 @pytest.fixture

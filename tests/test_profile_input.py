@@ -5,8 +5,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from scripts import profiling
-from scripts.profile_input import main
+from augpipe.scripts import profiling
+from augpipe.scripts.profile_input import main
 
 TINY = dict(synthetic=256, batch_sizes=[64], repeats=1, warmup=0, images_per_measurement=128)
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from scripts.run_mnist import main
+from augpipe.scripts.run_mnist import main
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +166,7 @@ class NanAfter(__import__("keras").layers.Layer):
 
 
 def test_nan_loss_stops_with_a_clear_message(tiny_npz, tmp_path, monkeypatch):
-    from scripts import experiment
+    from augpipe.scripts import experiment
 
     original = experiment.build_backbone
     # 216 training images / 32 = 7 steps per epoch: NaN appears in epoch 3.
@@ -186,7 +187,7 @@ def test_ctrl_c_stops_at_a_safe_point_and_prints_the_resume_command(tiny_npz, tm
     run_dir = tmp_path / "run"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
-        [sys.executable, "-m", "scripts.run_mnist", "--source", tiny_npz, "--model", "mlp", "--epochs", "200",
+        [sys.executable, "-m", "augpipe.scripts.run_mnist", "--source", tiny_npz, "--model", "mlp", "--epochs", "200",
          "--batch-size", "16", "--run-dir", str(run_dir), "--no-tensorboard"],
         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
     )
@@ -215,3 +216,22 @@ def test_placement_and_mixup_variants_run(tiny_npz, tmp_path, extra):
     rows = read_log(run_dir)
     if "linear:0.2:0.6:2" in extra:
         assert [float(r["aug_strength"]) for r in rows] == pytest.approx([0.2, 0.4])
+
+
+@pytest.mark.slow
+def test_first_screen_has_no_tensorflow_startup_lines(tiny_npz, tmp_path):
+    # The installed command, in an environment a user has: no TF_CPP_MIN_LOG_LEVEL, no CUDA_VISIBLE_DEVICES.
+    command = os.path.join(os.path.dirname(sys.executable), "run-mnist")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES")}
+    result = subprocess.run(
+        [command, "--source", tiny_npz, "--model", "mlp", "--epochs", "1", "--batch-size", "64",
+         "--run-dir", str(tmp_path / "run"), "--no-tensorboard"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    first_lines = result.stderr.splitlines()[:5]
+    assert first_lines, "run-mnist printed nothing to stderr"
+    noise = [line for line in result.stderr.splitlines()
+             if re.match(r"^[IWE]\d{4} |WARNING: All log messages|To enable the following|.*cuInit", line)]
+    assert noise == [], noise
+    assert "test accuracy" in result.stdout.lower() or "test_accuracy" in result.stdout

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from pipelines import Source, load_source, read_idx
-from pipelines import sources
+from augpipe.pipelines import Source, load_source, read_idx
+from augpipe.pipelines import sources
 
 
 def write_idx(path, array, magic=None, compress=False, truncate=0):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipelines import Source, make_splits
+from augpipe.pipelines import Source, make_splits
 
 
 def test_embedded_default_sizes_and_stratification(embedded_splits):
@@ -27,7 +27,7 @@ def test_same_seed_same_splits_other_seed_differs(tiny_source):
 
 def test_fingerprint_is_order_independent_and_content_sensitive(tiny_source):
     splits = make_splits(tiny_source, seed=0)
-    from pipelines import fingerprint_images
+    from augpipe.pipelines import fingerprint_images
 
     assert fingerprint_images(splits.train.images[::-1]) == splits.train.fingerprint
     changed = splits.train.images.copy()

@@ -19,10 +19,10 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from conftest import make_digits  # noqa: E402
 
-import augment  # noqa: E402
-import callbacks  # noqa: E402
-import pipelines  # noqa: E402
-from pipelines import distribute  # noqa: E402
+from augpipe import augment  # noqa: E402
+from augpipe import callbacks  # noqa: E402
+from augpipe import pipelines  # noqa: E402
+from augpipe.pipelines import distribute  # noqa: E402
 
 GLOBAL_BATCH = 32
 EPOCHS = 2

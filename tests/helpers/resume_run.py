@@ -16,9 +16,9 @@ import tensorflow as tf  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from conftest import make_digits  # noqa: E402
 
-import augment  # noqa: E402
-import callbacks  # noqa: E402
-import pipelines  # noqa: E402
+from augpipe import augment  # noqa: E402
+from augpipe import callbacks  # noqa: E402
+from augpipe import pipelines  # noqa: E402
 
 
 class Interrupt(Exception):

@@ -1,0 +1,78 @@
+"""A clean first screen for augpipe's commands.
+
+TensorFlow's C++ runtime writes startup notices (oneDNN, CPU features, "could
+not find cuda drivers", a failed ``cuInit`` on a machine without a GPU)
+straight to file descriptor 2 while it is imported and while it first lists
+devices, before ``TF_CPP_MIN_LOG_LEVEL`` takes effect. When the running
+program is one of augpipe's commands, ``augpipe/__init__`` imports
+TensorFlow through :func:`quiet_tensorflow_startup`, which drops exactly those
+notices and passes every other line through. Library users are not affected:
+the filter runs only for the commands, and never when TensorFlow is already
+imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+COMMANDS = ("run-mnist", "profile-input", "preview-augment")
+
+_STARTUP_NOISE = re.compile(
+    r"^(?:"
+    r"[IW]\d{4} \S+\s+\d+ \S+:\d+\]"  # absl INFO and WARNING lines
+    r"|E\d{4} \S+\s+\d+ cuda_\w+\.cc:\d+\] failed call to cuInit"  # no GPU on this machine
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|To enable the following instructions:"
+    r")"
+)
+
+
+def running_a_command(argv: list | None = None) -> bool:
+    """True when the program is one of augpipe's console scripts."""
+    argv = sys.argv if argv is None else argv
+    return bool(argv) and os.path.basename(str(argv[0])) in COMMANDS
+
+
+def is_startup_noise(line: str) -> bool:
+    """True for a TensorFlow startup notice that a command does not show."""
+    return bool(_STARTUP_NOISE.match(line))
+
+
+@contextlib.contextmanager
+def filtered_stderr():
+    """Capture file descriptor 2, then write back every line that is not startup noise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [
+                line
+                for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+                if not is_startup_noise(line)
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+def quiet_tensorflow_startup() -> None:
+    """Import TensorFlow and list its devices with the startup notices filtered (commands only)."""
+    if "tensorflow" in sys.modules or not running_a_command():
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    with filtered_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
