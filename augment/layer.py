@@ -9,17 +9,7 @@ import tensorflow as tf
 
 from augpipe.augment import ops
 from augpipe.augment.policies import get_policy, serialize_policy
-
-
-def check_unit(name: str, value) -> float:
-    """Validates a float in [0, 1] (a strength, a probability) and returns it."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
-        raise ValueError(f"Received: {name}={value!r}. Expected a float in [0, 1].")
-    return number
+from augpipe.validation import check_unit
 
 
 def check_strength(strength) -> float:

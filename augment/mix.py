@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from augpipe.augment.layer import check_unit
-
-
-def _check_nonnegative(name, value) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if isinstance(value, bool) or not number >= 0.0:
-        raise ValueError(f"Received: {name}={value!r}. Expected a float >= 0.")
-    return number
+from augpipe.validation import check_int, check_nonnegative, check_unit
 
 
 def sample_beta(alpha, seed, shape=()) -> tf.Tensor:
@@ -73,11 +63,9 @@ class MixUpCutMix:
         label_smoothing: float = 0.0,
         seed=None,
     ):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"Received: num_classes={num_classes!r}. Expected an int >= 2.")
-        self.num_classes = num_classes
-        self.mixup_alpha = _check_nonnegative("mixup_alpha", mixup_alpha)
-        self.cutmix_alpha = _check_nonnegative("cutmix_alpha", cutmix_alpha)
+        self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        self.mixup_alpha = check_nonnegative("mixup_alpha", mixup_alpha)
+        self.cutmix_alpha = check_nonnegative("cutmix_alpha", cutmix_alpha)
         if self.mixup_alpha == 0 and self.cutmix_alpha == 0:
             raise ValueError(
                 "Received: mixup_alpha=0 and cutmix_alpha=0. Expected at least one > 0; "

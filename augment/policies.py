@@ -24,13 +24,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from typing import Callable, Dict, Optional, Tuple
 
 import tensorflow as tf
 
 from augpipe.augment import ops
+from augpipe.validation import check_int, did_you_mean
 
 # --------------------------------------------------------------------------
 # Op table: each op's sampler (strength-scaled magnitude -> per-image params)
@@ -214,9 +214,7 @@ def list_ops() -> list:
 
 def _check_op(name: str) -> str:
     if name not in OPS:
-        guess = difflib.get_close_matches(name, OPS, n=1)
-        hint = f" Did you mean {guess[0]!r}?" if guess else ""
-        raise ValueError(f"Unknown op {name!r}. Valid ops: {', '.join(sorted(OPS))}.{hint}")
+        raise ValueError(f"Unknown op {name!r}. Valid ops: {', '.join(sorted(OPS))}.{did_you_mean(name, OPS)}")
     return name
 
 
@@ -277,10 +275,8 @@ def get_policy(policy, **config) -> Policy:
     if isinstance(policy, dict):
         return get_policy(policy.get("name"), **{**policy.get("config", {}), **config})
     if not isinstance(policy, str) or policy not in _REGISTRY:
-        guess = difflib.get_close_matches(str(policy), _REGISTRY, n=1)
-        hint = f" Did you mean {guess[0]!r}?" if guess else ""
         raise ValueError(
-            f"Unknown policy {policy!r}. Valid policies: {', '.join(list_policies())}.{hint}"
+            f"Unknown policy {policy!r}. Valid policies: {', '.join(list_policies())}.{did_you_mean(policy, _REGISTRY)}"
         )
     return _REGISTRY[policy](**config)
 
@@ -512,9 +508,7 @@ class RandAugmentPolicy(_GatedOpsPolicy):
     }
 
     def __init__(self, num_ops: int = 2, ops: Optional[dict] = None):
-        if isinstance(num_ops, bool) or not isinstance(num_ops, int) or num_ops < 1:
-            raise ValueError(f"`num_ops` must be a positive integer. Received: num_ops={num_ops!r}.")
-        self.num_ops = num_ops
+        self.num_ops = check_int("num_ops", num_ops)
         super().__init__(_ops_argument(ops, self.DEFAULTS))
 
     @property

@@ -9,6 +9,7 @@ from typing import Iterable, Optional
 import keras
 
 from augpipe.callbacks.base import StatefulCallback
+from augpipe.validation import check_int
 
 _NAN = float("nan")
 
@@ -83,8 +84,7 @@ class ScheduledEvaluation(StatefulCallback):
 
     def __init__(self, dataset, every: int = 5, at_end: bool = True, prefix: str = "test_", state_dir=None, verbose: int = 0):
         super().__init__(state_dir=state_dir, state_name="scheduled_evaluation")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"Received: every={every!r}. Expected a positive integer.")
+        check_int("every", every)
         if not isinstance(prefix, str) or not prefix or prefix.startswith("val_"):
             raise ValueError(f"Received: prefix={prefix!r}. Expected a non-empty prefix such as 'test_'.")
         self.dataset = dataset

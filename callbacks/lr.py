@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from augpipe.callbacks.base import StatefulCallback, check_not_test_key
+from augpipe.validation import check_int
 
 
 @keras.saving.register_keras_serializable(package="augpipe")
@@ -139,19 +140,18 @@ class LearningRateControl(StatefulCallback):
         verbose: int = 0,
     ):
         super().__init__(state_dir=state_dir, state_name="learning_rate_control")
-        for name, value in (("warmup_epochs", warmup_epochs), ("cooldown", cooldown)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"Received: {name}={value!r}. Expected an integer >= 0.")
+        check_int("warmup_epochs", warmup_epochs, minimum=0)
+        check_int("cooldown", cooldown, minimum=0)
         if decay not in (None, "cosine"):
             raise ValueError(f"Received: decay={decay!r}. Expected 'cosine' or None.")
-        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
-            raise ValueError(f"Received: patience={patience!r}. Expected a positive integer or None.")
+        if patience is not None:
+            check_int("patience", patience)
         if not 0.0 < float(factor) < 1.0:
             raise ValueError(f"Received: factor={factor!r}. Expected a float in (0, 1).")
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"Received: mode={mode!r}. Expected 'auto', 'min' or 'max'.")
-        if total_epochs is not None and (not isinstance(total_epochs, int) or total_epochs < 1):
-            raise ValueError(f"Received: total_epochs={total_epochs!r}. Expected a positive integer or None.")
+        if total_epochs is not None:
+            check_int("total_epochs", total_epochs)
         self.monitor = check_not_test_key(monitor, "LearningRateControl")
         self.warmup_epochs = warmup_epochs
         self.decay = decay

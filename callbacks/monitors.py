@@ -8,6 +8,8 @@ from typing import Optional
 import keras
 import numpy as np
 
+from augpipe.validation import check_int
+
 
 class ThroughputMonitor(keras.callbacks.Callback):
     """Measures training throughput per epoch and how much of it waits on input.
@@ -35,8 +37,8 @@ class ThroughputMonitor(keras.callbacks.Callback):
 
     def __init__(self, batch_size: Optional[int] = None):
         super().__init__()
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"Received: batch_size={batch_size!r}. Expected a positive integer or None.")
+        if batch_size is not None:
+            check_int("batch_size", batch_size)
         self.batch_size = batch_size
         self.history = []
 

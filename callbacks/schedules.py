@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+from augpipe.validation import check_int
+
 
 class Schedule:
     """A pure function of the epoch, with the spec that rebuilds it."""
@@ -35,9 +37,7 @@ class Schedule:
 
 
 def _check_epochs(epochs, what="epochs"):
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"Received: {what}={epochs!r}. Expected a positive integer.")
-    return epochs
+    return check_int(what, epochs)
 
 
 def constant(value: float) -> Schedule:

@@ -7,7 +7,7 @@ from typing import Callable, Optional, Union
 
 import keras
 
-from augpipe.augment.layer import check_unit
+from augpipe.validation import check_int, check_unit
 from augpipe.callbacks.base import StatefulCallback, check_not_test_key, strength_variable
 from augpipe.callbacks.schedules import Schedule, parse_schedule
 
@@ -155,8 +155,7 @@ class AdaptiveStrength(StatefulCallback):
             raise ValueError(
                 f"Received: min_strength={min_strength!r} > max_strength={max_strength!r}. Expected min <= max."
             )
-        if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
-            raise ValueError(f"Received: warmup_epochs={warmup_epochs!r}. Expected an integer >= 0.")
+        check_int("warmup_epochs", warmup_epochs, minimum=0)
         self.warmup_epochs = warmup_epochs
         self.initial_strength = (
             None if initial_strength is None else check_unit("initial_strength", initial_strength)

@@ -1,10 +1,18 @@
 """Data in: sources -> splits -> tf.data pipeline -> (distribution)."""
 
-from augpipe.pipelines.pipeline import EpochSync, as_batch_fn, build_pipeline, epoch_order, pipeline_epoch_variable
+from augpipe.pipelines.pipeline import (
+    EpochCounter,
+    EpochSync,
+    as_batch_fn,
+    build_pipeline,
+    build_training_pipeline,
+    epoch_order,
+)
 from augpipe.pipelines.sources import LabeledArrays, Source, load_source, read_idx
 from augpipe.pipelines.splits import Split, Splits, fingerprint_images, make_splits
 
 __all__ = [
+    "EpochCounter",
     "EpochSync",
     "LabeledArrays",
     "Source",
@@ -12,10 +20,10 @@ __all__ = [
     "Splits",
     "as_batch_fn",
     "build_pipeline",
+    "build_training_pipeline",
     "epoch_order",
     "fingerprint_images",
     "load_source",
     "make_splits",
-    "pipeline_epoch_variable",
     "read_idx",
 ]

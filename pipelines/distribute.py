@@ -29,8 +29,17 @@ from typing import Optional
 
 import tensorflow as tf
 
-from augpipe.pipelines.pipeline import AUTOTUNE, EpochSync, build_pipeline, epoch_order, make_gather
+from augpipe.pipelines.pipeline import (
+    AUTOTUNE,
+    EpochCounter,
+    EpochSync,
+    build_pipeline,
+    build_training_pipeline,
+    epoch_order,
+    make_gather,
+)
 from augpipe.pipelines.splits import Split
+from augpipe.validation import check_int
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 PROCESSING_MODES = ("distributed_epoch", "parallel_epochs")
@@ -61,10 +70,10 @@ def build_distributed_dataset(
 ):
     """Per-replica pipelines through `strategy.distribute_datasets_from_function`.
 
-    Returns `(distributed_dataset, epoch_variable, steps_per_epoch)`. The
+    Returns `(distributed_dataset, epoch_counter, steps_per_epoch)`. The
     pipelines repeat epoch after epoch (Keras keeps one iterator when
     `steps_per_epoch` is set); pass `steps_per_epoch` and
-    `EpochSync(epoch_variable, first_epoch_only=True)` to `fit`, so a resumed
+    `EpochSync(epoch_counter, first_epoch_only=True)` to `fit`, so a resumed
     run starts at its epoch's order. Each epoch is trimmed to whole global
     batches so replicas stay in step.
     """
@@ -75,7 +84,7 @@ def build_distributed_dataset(
             f"Use a multiple of {replicas}."
         )
     with tf.init_scope():
-        epoch_variable = tf.Variable(int(initial_epoch), dtype=tf.int64, trainable=False, name="pipeline_epoch")
+        counter = EpochCounter(initial_epoch)
     num_pipelines = int(getattr(strategy.extended, "_num_workers", 1) or 1)
     per_replica = global_batch_size // replicas
     replicas_per_pipeline = max(1, replicas // num_pipelines)
@@ -97,13 +106,13 @@ def build_distributed_dataset(
             host_augment=host_augment,
             drop_remainder=True,
             shard=(context.num_input_pipelines, context.input_pipeline_id),
-            epoch_variable=epoch_variable,
+            epoch=counter,
             epoch_examples=epoch_examples,
             repeat=True,
         )
 
     dataset = strategy.distribute_datasets_from_function(dataset_fn)
-    return dataset, epoch_variable, steps
+    return dataset, counter, steps
 
 
 _MULTIWORKER_PATCHED = False
@@ -255,8 +264,7 @@ class LocalDataService:
     """
 
     def __init__(self, num_workers: int = 2):
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-            raise ValueError(f"Received: num_workers={num_workers!r}. Expected a positive integer.")
+        check_int("num_workers", num_workers)
         service = tf.data.experimental.service
         self.dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
         address = self.dispatcher.target.split("://", 1)[1]
@@ -319,11 +327,11 @@ def build_training_input(
         dataset = through_data_service(stream, data_service, job_name=f"augpipe-{seed}")
         return TrainingInput(dataset, None, len(split) // batch_size, service)
     if strategy.num_replicas_in_sync > 1 or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        dataset, epoch_variable, steps = build_distributed_dataset(
+        dataset, counter, steps = build_distributed_dataset(
             split, strategy, global_batch_size=batch_size, seed=seed, one_hot=one_hot, host_augment=host_augment
         )
-        return TrainingInput(dataset, EpochSync(epoch_variable, first_epoch_only=True), steps)
-    dataset = build_pipeline(
-        split, batch_size=batch_size, training=True, seed=seed, host_augment=host_augment, one_hot=one_hot
+        return TrainingInput(dataset, EpochSync(counter, first_epoch_only=True), steps)
+    dataset, counter = build_training_pipeline(
+        split, batch_size=batch_size, seed=seed, host_augment=host_augment, one_hot=one_hot
     )
-    return TrainingInput(dataset, EpochSync(dataset), None)
+    return TrainingInput(dataset, EpochSync(counter), None)

@@ -10,17 +10,57 @@ import numpy as np
 import tensorflow as tf
 
 from augpipe.pipelines.splits import Split
+from augpipe.validation import check_int
 
 AUTOTUNE = tf.data.AUTOTUNE
-_EPOCH_ATTRIBUTE = "_augpipe_epoch"
+
+
+class EpochCounter:
+    """The epoch counter of training pipelines: which epoch's order the next iteration yields.
+
+    A training pipeline reads the counter when an iteration starts and
+    advances it by one, so its order is a pure function of `(seed, epoch)`.
+    `EpochSync(counter)` sets it from Keras' epoch index, so a run resumed at
+    epoch `k` gets the order of epoch `k`. The counter is an object the
+    caller holds (returned by `build_training_pipeline`, or passed to
+    `build_pipeline(..., epoch=counter)`), never an attribute of the dataset,
+    which `.map()` or `.take()` would drop. Several pipelines may share one.
+
+    Args:
+        initial_epoch: the epoch the first iteration counts as.
+
+    Example:
+
+    >>> counter = EpochCounter(initial_epoch=3)
+    >>> counter.value()
+    3
+    >>> counter.assign(5)
+    >>> counter.value()
+    5
+    """
+
+    def __init__(self, initial_epoch: int = 0):
+        initial_epoch = check_int("initial_epoch", initial_epoch, minimum=0)
+        self.variable = tf.Variable(initial_epoch, dtype=tf.int64, trainable=False, name="pipeline_epoch")
+
+    def value(self) -> int:
+        """The epoch the next iteration will yield."""
+        return int(self.variable.numpy())
+
+    def assign(self, epoch: int) -> None:
+        """Makes the next iteration yield the order of `epoch`."""
+        self.variable.assign(check_int("epoch", epoch, minimum=0))
+
+    def read_and_advance(self) -> tf.Tensor:
+        """In-graph: the current epoch, after which the counter moves on by one."""
+        return self.variable.assign_add(1) - 1
+
+    def __repr__(self) -> str:
+        return f"EpochCounter(next_epoch={self.value()})"
 
 
 def _check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(
-            f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}."
-        )
-    return int(batch_size)
+    return check_int("batch_size", batch_size)
 
 
 def as_batch_fn(fn: Callable) -> Callable:
@@ -63,7 +103,7 @@ def build_pipeline(
     deterministic: bool = True,
     host_parallel_calls: Optional[int] = None,
     shard: Optional[tuple] = None,
-    epoch_variable: Optional[tf.Variable] = None,
+    epoch: Optional[EpochCounter] = None,
     epoch_examples: Optional[int] = None,
     repeat: bool = False,
 ) -> tf.data.Dataset:
@@ -73,8 +113,9 @@ def build_pipeline(
     float32 one-hot labels with `one_hot=True`). With `training=True` it
     shuffles, and the order of epoch `k` is a pure function of `(seed, k)`,
     so a resumed run sees the same order as an uninterrupted one. Each
-    iteration over the dataset is one epoch; the epoch counter starts at
-    `initial_epoch`, and `EpochSync` keeps it equal to Keras' epoch index.
+    iteration over the dataset is one epoch. The epoch counter (an
+    `EpochCounter`, see `build_training_pipeline`) starts at `initial_epoch`,
+    and `EpochSync(counter)` keeps it equal to Keras' epoch index.
 
     The data lives in memory as one tensor, and batches are gathered from it
     with one vectorized `gather` per batch, which is the cached source stage.
@@ -97,8 +138,9 @@ def build_pipeline(
         shard: `(num_shards, index)`: keep every `num_shards`-th example of
             each epoch's order, starting at `index` (one input pipeline of a
             multi-worker strategy). The shards of an epoch partition it.
-        epoch_variable: an int64 variable to use as the epoch counter (made
-            here if None), e.g. one shared by the pipelines of several workers.
+        epoch: the `EpochCounter` of a training pipeline (made here, starting
+            at `initial_epoch`, if None; pass your own to sync it with
+            `EpochSync` or to share it between pipelines).
         epoch_examples: keep only the first N examples of each (sharded)
             epoch, so that replicas of a strategy see equal step counts.
         repeat: run epoch after epoch in one iterator (for `fit` with
@@ -119,8 +161,7 @@ def build_pipeline(
         )
     if len(split) == 0:
         raise ValueError(f"Split {split.name!r} is empty; there is nothing to iterate.")
-    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
-        raise ValueError(f"`initial_epoch` must be an integer >= 0. Received: {initial_epoch!r}.")
+    check_int("initial_epoch", initial_epoch, minimum=0)
     num_shards, shard_index = shard if shard is not None else (1, 0)
     if not (isinstance(num_shards, int) and isinstance(shard_index, int) and 0 <= shard_index < num_shards):
         raise ValueError(f"`shard` must be (num_shards, index) with 0 <= index < num_shards. Received: {shard!r}.")
@@ -133,16 +174,17 @@ def build_pipeline(
     gather = make_gather(split, one_hot)
     shard_size = len(range(shard_index, num_examples, num_shards))
 
+    if epoch is not None and not isinstance(epoch, EpochCounter):
+        raise ValueError(f"Received: epoch={epoch!r}. Expected a pipelines.EpochCounter or None.")
     if training:
-        if epoch_variable is None:
-            epoch_variable = tf.Variable(int(initial_epoch), dtype=tf.int64, trainable=False, name="pipeline_epoch")
+        counter = epoch if epoch is not None else EpochCounter(initial_epoch)
 
         def one_epoch(_):
             # Read the epoch, then advance it, once per iterator: the order
             # depends on (seed, epoch) only, never on how many epochs ran in
             # this process.
-            epoch = epoch_variable.assign_add(1) - 1
-            order = epoch_order(num_examples, seed, epoch)[shard_index::num_shards]
+            index = counter.read_and_advance()
+            order = epoch_order(num_examples, seed, index)[shard_index::num_shards]
             if epoch_examples is not None:
                 order = order[:epoch_examples]
             return tf.data.Dataset.from_tensor_slices(order)
@@ -150,7 +192,6 @@ def build_pipeline(
         start = tf.data.Dataset.from_tensors(0)
         dataset = (start.repeat() if repeat else start).flat_map(one_epoch)
     else:
-        epoch_variable = None
         dataset = tf.data.Dataset.range(shard_index, num_examples, num_shards)
     # Examples per epoch of this pipeline (its shard, trimmed); a new name,
     # so the epoch function above keeps the full split size it closed over.
@@ -172,10 +213,29 @@ def build_pipeline(
     dataset = dataset.prefetch(AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
-    dataset = dataset.with_options(options)
-    if epoch_variable is not None:
-        setattr(dataset, _EPOCH_ATTRIBUTE, epoch_variable)
-    return dataset
+    return dataset.with_options(options)
+
+
+def build_training_pipeline(split: Split, *, batch_size: int, **options) -> tuple:
+    """A training pipeline and its `EpochCounter`: `train, epoch = build_training_pipeline(...)`.
+
+    The same as `build_pipeline(split, batch_size, training=True, ...)`, with
+    the counter made here (from `initial_epoch`) and returned next to the
+    dataset; give it to `EpochSync(epoch)` in `fit`'s callbacks.
+
+    Example:
+
+    >>> from augpipe.pipelines import load_source, make_splits
+    >>> splits = make_splits(load_source("mnist-embedded"), seed=0)
+    >>> train, epoch = build_training_pipeline(splits.train, batch_size=64, seed=0)
+    >>> epoch
+    EpochCounter(next_epoch=0)
+    """
+    if "training" in options or "epoch" in options:
+        raise ValueError("build_training_pipeline makes a training pipeline and its counter; do not pass "
+                         "`training` or `epoch` (use build_pipeline for those).")
+    counter = EpochCounter(options.get("initial_epoch", 0))
+    return build_pipeline(split, batch_size=batch_size, training=True, epoch=counter, **options), counter
 
 
 def make_gather(split: Split, one_hot: bool = False):
@@ -193,17 +253,6 @@ def make_gather(split: Split, one_hot: bool = False):
     return gather
 
 
-def pipeline_epoch_variable(dataset: tf.data.Dataset) -> tf.Variable:
-    """The epoch counter of a training pipeline made by `build_pipeline`."""
-    variable = getattr(dataset, _EPOCH_ATTRIBUTE, None)
-    if variable is None:
-        raise ValueError(
-            "This dataset has no epoch counter. Expected a training dataset "
-            "returned by pipelines.build_pipeline(..., training=True)."
-        )
-    return variable
-
-
 class EpochSync(keras.callbacks.Callback):
     """Keeps a training pipeline's epoch counter equal to Keras' epoch index.
 
@@ -212,8 +261,7 @@ class EpochSync(keras.callbacks.Callback):
     start at a later epoch).
 
     Args:
-        dataset: a training dataset returned by `build_pipeline`, or the
-            epoch variable shared by several pipelines.
+        epoch: the `EpochCounter` of the training pipeline(s).
         first_epoch_only: set the counter only when `fit` starts, for
             pipelines built with `repeat=True`, whose iterator outlives the
             epoch and advances the counter itself.
@@ -222,18 +270,20 @@ class EpochSync(keras.callbacks.Callback):
 
     >>> from augpipe.pipelines import load_source, make_splits
     >>> splits = make_splits(load_source("mnist-embedded"), seed=0)
-    >>> train = build_pipeline(splits.train, batch_size=64, training=True)
-    >>> sync = EpochSync(train)
+    >>> train, epoch = build_training_pipeline(splits.train, batch_size=64)
+    >>> sync = EpochSync(epoch)
     """
 
-    def __init__(self, dataset, first_epoch_only: bool = False):
+    def __init__(self, epoch: EpochCounter, first_epoch_only: bool = False):
         super().__init__()
+        if not isinstance(epoch, EpochCounter):
+            raise ValueError(
+                f"Received: epoch={type(epoch).__name__}. Expected the pipelines.EpochCounter of the training "
+                "pipeline: `train, epoch = pipelines.build_training_pipeline(...)`, then `EpochSync(epoch)`."
+            )
+        self.epoch = epoch
         self.first_epoch_only = first_epoch_only
         self._synced = False
-        if isinstance(dataset, tf.Variable):
-            self.epoch_variable = dataset
-        else:
-            self.epoch_variable = pipeline_epoch_variable(dataset)
 
     def on_train_begin(self, logs=None):
         self._synced = False
@@ -241,5 +291,5 @@ class EpochSync(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self.first_epoch_only and self._synced:
             return
-        self.epoch_variable.assign(epoch)
+        self.epoch.assign(epoch)
         self._synced = True

@@ -8,7 +8,6 @@ when it has one. Nothing here touches the network unless `download=True`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import gzip
 import os
 import pathlib
@@ -18,6 +17,8 @@ import threading
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
+
+from augpipe.validation import did_you_mean
 
 SPEC_KINDS = ("mnist", "mnist-embedded", "tfds:NAME[:CONFIG]", "idx:DIR", "npz:FILE")
 DOWNLOAD_PROBE_TIMEOUT_S = 10.0
@@ -267,8 +268,7 @@ def load_source(spec, *, data_dir=None, download: bool = False) -> Source:
         return load_idx(rest)
     if sep and kind == "npz":
         return load_npz(rest)
-    guess = difflib.get_close_matches(spec, ["mnist", "mnist-embedded", "tfds:", "idx:", "npz:"], n=1)
-    hint = f" Did you mean {guess[0]!r}?" if guess else ""
+    hint = did_you_mean(spec, ["mnist", "mnist-embedded", "tfds:", "idx:", "npz:"])
     raise ValueError(
         f"Unknown source spec {spec!r}. Expected one of: {', '.join(SPEC_KINDS)}.{hint}"
     )
@@ -494,8 +494,7 @@ def load_tfds(name: str, config: Optional[str] = None, *, data_dir=None, downloa
         builder = tfds.builder(full_name, data_dir=str(root))
     except Exception as error:  # tfds raises several types for an unknown name
         known = tfds.list_builders(with_community_datasets=False)
-        guess = difflib.get_close_matches(name, known, n=1)
-        hint = f" Did you mean {guess[0]!r}?" if guess else ""
+        hint = did_you_mean(name, known)
         raise ValueError(
             f"Unknown tensorflow-datasets dataset {full_name!r} ({type(error).__name__}).{hint} "
             "See `tfds.list_builders()` for the valid names."

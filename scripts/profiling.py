@@ -17,6 +17,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from augpipe.validation import check_int
+
 # Albumentations asks the network for updates on import unless told not to.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -38,10 +40,7 @@ def _check_batch_sizes(batch_sizes) -> list:
     sizes = list(batch_sizes)
     if not sizes:
         raise ValueError("Received: batch_sizes=[]. Expected at least one positive batch size.")
-    for size in sizes:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"Received: batch size {size!r}. Expected positive integers, e.g. 32,256,1024.")
-    return sizes
+    return [check_int("batch_size", size) for size in sizes]
 
 
 def _check_compare(compare) -> list:
@@ -59,8 +58,7 @@ def load_images(source: str, synthetic: Optional[int], seed: int = 0) -> np.ndar
     images = pipelines.load_source(source).images
     if synthetic is None:
         return images
-    if isinstance(synthetic, bool) or not isinstance(synthetic, int) or synthetic < 1:
-        raise ValueError(f"Received: synthetic={synthetic!r}. Expected a positive number of images.")
+    check_int("synthetic", synthetic)
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (synthetic,) + images.shape[1:], dtype=np.uint8)
 
@@ -316,9 +314,9 @@ def profile_input(
         raise ValueError(f"Unknown model {model!r}. Expected one of: {', '.join(MODELS)}.")
     augment.get_policy(policy)
     augment.check_strength(strength)
-    for name, value, low in (("repeats", repeats, 1), ("warmup", warmup, 0), ("images_per_measurement", images_per_measurement, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"Received: {name}={value!r}. Expected an integer >= {low}.")
+    check_int("repeats", repeats)
+    check_int("warmup", warmup, minimum=0)
+    check_int("images_per_measurement", images_per_measurement)
     images = load_images(source, synthetic, seed)
     stages = build_stages(images, policy, strength, peers, seed)
     results = {}

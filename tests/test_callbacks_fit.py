@@ -21,7 +21,8 @@ HELPERS = os.path.join(os.path.dirname(__file__), "helpers")
 def tiny(tiny_source):
     splits = pipelines.make_splits(tiny_source, val_size=20, test_size=20, seed=0)
     return {
-        "train": pipelines.build_pipeline(splits.train, batch_size=32, training=True, seed=0),
+        # (dataset, EpochCounter)
+        "train": pipelines.build_training_pipeline(splits.train, batch_size=32, seed=0),
         "val": pipelines.build_pipeline(splits.val, batch_size=32, training=False),
         "test": pipelines.build_pipeline(splits.test, batch_size=32, training=False),
     }
@@ -48,9 +49,9 @@ def test_all_callbacks_write_stable_csv_columns(tiny, tmp_path):
     model, layer = make_model()
     controller = callbacks.AdaptiveStrength(layer, warmup_epochs=1)
     history = model.fit(
-        tiny["train"], validation_data=tiny["val"], epochs=4, verbose=0, shuffle=False,
+        tiny["train"][0], validation_data=tiny["val"], epochs=4, verbose=0, shuffle=False,
         callbacks=[
-            pipelines.EpochSync(tiny["train"]),
+            pipelines.EpochSync(tiny["train"][1]),
             controller,
             callbacks.LearningRateControl(warmup_epochs=1, patience=1, strength_controller=controller),
             callbacks.ScheduledEvaluation(tiny["test"], every=3),
@@ -82,8 +83,8 @@ def test_scheduled_evaluation_does_not_disturb_training_metrics(tiny):
         model, _ = make_model(strength=0.0)
         extra = [callbacks.ScheduledEvaluation(tiny["test"], every=1)] if with_eval else []
         history = model.fit(
-            tiny["train"], validation_data=tiny["val"], epochs=3, verbose=0, shuffle=False,
-            callbacks=[pipelines.EpochSync(tiny["train"])] + extra,
+            tiny["train"][0], validation_data=tiny["val"], epochs=3, verbose=0, shuffle=False,
+            callbacks=[pipelines.EpochSync(tiny["train"][1])] + extra,
         )
         runs.append(history.history)
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
@@ -103,7 +104,7 @@ def test_test_monitor_guard_raises_in_fit(tiny, guarded):
     model, _ = make_model()
     with pytest.raises(ValueError, match="monitors 'test_.*held-out test key"):
         model.fit(
-            tiny["train"], epochs=1, verbose=0, shuffle=False,
+            tiny["train"][0], epochs=1, verbose=0, shuffle=False,
             callbacks=[guarded, callbacks.ScheduledEvaluation(tiny["test"], every=1)],
         )
 
@@ -129,7 +130,7 @@ def test_strength_changes_between_epochs_without_retrace(tiny):
             seen.append((float(layer.strength.numpy()), layer(probe, training=True).numpy(), len(traces)))
 
     model.fit(
-        tiny["train"], epochs=3, verbose=0, shuffle=False,
+        tiny["train"][0], epochs=3, verbose=0, shuffle=False,
         callbacks=[callbacks.StrengthSchedule(layer, "step:0.0,0.5,1.0:1"), Probe()],
     )
     assert [s for s, _, _ in seen] == [0.0, 0.5, 1.0]
@@ -145,7 +146,7 @@ def test_lr_control_composes_with_a_keras_schedule(tiny):
     base = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=5, decay_rate=0.5)
     model, _ = make_model(learning_rate=base)
     history = model.fit(
-        tiny["train"], validation_data=tiny["val"], epochs=3, verbose=0, shuffle=False,
+        tiny["train"][0], validation_data=tiny["val"], epochs=3, verbose=0, shuffle=False,
         callbacks=[callbacks.LearningRateControl(warmup_epochs=1, decay=None, patience=1, factor=0.5)],
     )
     schedule = model.optimizer._learning_rate

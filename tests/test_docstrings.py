@@ -15,7 +15,8 @@ import augpipe
 
 LIBRARIES = (augpipe.pipelines, augpipe.augment, augpipe.callbacks)
 MODULES = sorted(
-    f"{package.__name__}.{info.name}" for package in LIBRARIES for info in pkgutil.iter_modules(package.__path__)
+    [f"{package.__name__}.{info.name}" for package in LIBRARIES for info in pkgutil.iter_modules(package.__path__)]
+    + ["augpipe.validation"]
 )
 
 

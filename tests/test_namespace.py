@@ -60,11 +60,11 @@ def test_no_bare_module_is_imported_after_everything_and_a_fit(tiny_source):
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             importlib.import_module(info.name)
     splits = pipelines.make_splits(tiny_source, seed=0)
-    train = pipelines.build_pipeline(splits.train, batch_size=32, training=True)
+    train, epoch = pipelines.build_training_pipeline(splits.train, batch_size=32)
     model = keras.Sequential([keras.Input((12, 12, 1), dtype="uint8"), augment.Augment("mnist", strength=0.5, seed=0),
                               keras.layers.Flatten(), keras.layers.Dense(10)])
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(train, epochs=1, verbose=0, callbacks=[pipelines.EpochSync(train)])
+    model.fit(train, epochs=1, verbose=0, callbacks=[pipelines.EpochSync(epoch)])
     assert _bare_modules() == []
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from augpipe.pipelines import EpochSync, build_pipeline, make_splits, pipeline_epoch_variable
+from augpipe.pipelines import EpochCounter, EpochSync, build_pipeline, build_training_pipeline, make_splits
 
 
 @pytest.fixture
@@ -49,13 +49,29 @@ def test_order_depends_only_on_seed_and_epoch(train_split):
 
 
 def test_epoch_sync_sets_the_epoch(train_split):
-    ds = build_pipeline(train_split, batch_size=32, training=True, seed=1)
+    ds, epoch = build_training_pipeline(train_split, batch_size=32, seed=1)
     first = epoch_labels(ds)
-    EpochSync(ds).on_epoch_begin(0)
+    EpochSync(epoch).on_epoch_begin(0)
     np.testing.assert_array_equal(epoch_labels(ds), first)
-    assert int(pipeline_epoch_variable(ds).numpy()) == 1
-    with pytest.raises(ValueError, match="no epoch counter"):
+    assert epoch.value() == 1
+    with pytest.raises(ValueError, match="Expected the pipelines.EpochCounter of the training pipeline"):
         EpochSync(build_pipeline(train_split, batch_size=32, training=False))
+
+
+def test_epoch_counter_survives_later_dataset_transformations(train_split):
+    # The counter is an object the caller holds, so a .map() or .take() on the dataset keeps it working.
+    ds, epoch = build_training_pipeline(train_split, batch_size=32, seed=1)
+    reference = [epoch_labels(ds) for _ in range(3)]
+    mapped = ds.map(lambda x, y: (x, y)).take(1000)
+    sync = EpochSync(epoch)
+    sync.on_epoch_begin(2)
+    np.testing.assert_array_equal(epoch_labels(mapped), reference[2])
+    shared = EpochCounter(initial_epoch=1)
+    a = build_pipeline(train_split, batch_size=32, training=True, seed=1, epoch=shared)
+    np.testing.assert_array_equal(epoch_labels(a), reference[1])
+    assert shared.value() == 2
+    with pytest.raises(ValueError, match="Expected a pipelines.EpochCounter"):
+        build_pipeline(train_split, batch_size=32, training=True, epoch=3)
 
 
 def test_eval_pipeline_is_in_order(train_split):
@@ -90,7 +106,7 @@ def test_host_augment_with_labels_and_lists(train_split):
 
 
 def test_bad_arguments(train_split):
-    with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer. Received: batch_size=0"):
+    with pytest.raises(ValueError, match=r"Received: batch_size=0. Expected an int >= 1"):
         build_pipeline(train_split, batch_size=0, training=True)
     with pytest.raises(ValueError, match="must be a pipelines.Split"):
         build_pipeline(np.zeros((3, 4, 4, 1)), batch_size=2, training=True)

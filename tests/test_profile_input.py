@@ -89,5 +89,5 @@ def test_cli_bad_arguments(args, message):
 def test_library_bad_arguments():
     with pytest.raises(ValueError, match=r"Unknown peer\(s\) \['dali'\]"):
         profiling.profile_input(compare=["dali"], **TINY)
-    with pytest.raises(ValueError, match="batch size 0"):
+    with pytest.raises(ValueError, match=r"Received: batch_size=0. Expected an int >= 1"):
         profiling.profile_input(**{**TINY, "batch_sizes": [0]})

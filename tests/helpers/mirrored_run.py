@@ -41,8 +41,8 @@ def main():
     split = pipelines.make_splits(pipelines.Source.from_arrays(images, labels), val_size=20, test_size=20, seed=0).train
 
     single, _ = make_model()
-    dataset = pipelines.build_pipeline(split, batch_size=GLOBAL_BATCH, training=True, seed=3, drop_remainder=True)
-    single.fit(dataset, epochs=EPOCHS, verbose=0, shuffle=False, callbacks=[pipelines.EpochSync(dataset)])
+    dataset, epoch = pipelines.build_training_pipeline(split, batch_size=GLOBAL_BATCH, seed=3, drop_remainder=True)
+    single.fit(dataset, epochs=EPOCHS, verbose=0, shuffle=False, callbacks=[pipelines.EpochSync(epoch)])
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():

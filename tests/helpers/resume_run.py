@@ -50,12 +50,12 @@ def main(backup, csv_path, epochs, kill_after=None):
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    train = pipelines.build_pipeline(splits.train, batch_size=32, training=True, seed=1)
+    train, epoch = pipelines.build_training_pipeline(splits.train, batch_size=32, seed=1)
     val = pipelines.build_pipeline(splits.val, batch_size=32, training=False)
     test = pipelines.build_pipeline(splits.test, batch_size=32, training=False)
     controller = callbacks.AdaptiveStrength(layer, warmup_epochs=1, speed=0.1, state_dir=backup)
     callback_list = [
-        pipelines.EpochSync(train),
+        pipelines.EpochSync(epoch),
         callbacks.LearningRateControl(warmup_epochs=1, patience=1, strength_controller=controller, state_dir=backup),
         keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False),
         callbacks.RandomStateBackup(backup),
