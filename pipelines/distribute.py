@@ -22,6 +22,7 @@ is then mirrored, and a callback's `assign` reaches every replica.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import socket
@@ -115,25 +116,13 @@ def build_distributed_dataset(
     return dataset, counter, steps
 
 
-_MULTIWORKER_PATCHED = False
+# The Keras versions the multi-worker workaround was written and tested for:
+# [first, first-not-covered). Outside them it refuses to patch, loudly.
+KERAS_VERSIONS_PATCHED = ((3, 10), (4, 0))
 
 
-def _patch_keras_multiworker_reduce() -> None:
-    """Lets Keras 3 `fit` reduce scalar logs under `MultiWorkerMirroredStrategy`.
-
-    Keras' TF trainer reduces every per-replica output with
-    `strategy.reduce("MEAN", v, axis=0)` in multi-worker mode, which fails
-    for the scalar losses and metrics a train step returns
-    (tensorflow/tensorflow#72388). The patch reduces rank-0 values with
-    `axis=None` (the same mean over replicas) and leaves everything else to
-    Keras. It is applied only when a multi-worker model is prepared.
-    """
-    global _MULTIWORKER_PATCHED
-    if _MULTIWORKER_PATCHED:
-        return
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    original = tf_trainer.reduce_per_replica
+def _reduce_scalars_with_axis_none(original):
+    """Keras' `reduce_per_replica`, but rank-0 values reduced with `axis=None` under multi-worker."""
 
     def reduce_per_replica(values, strategy, reduction):
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and reduction in ("auto", "mean"):
@@ -149,26 +138,88 @@ def _patch_keras_multiworker_reduce() -> None:
             return tf.nest.map_structure(reduce_one, values)
         return original(values, strategy, reduction)
 
-    tf_trainer.reduce_per_replica = reduce_per_replica
-    _MULTIWORKER_PATCHED = True
+    return reduce_per_replica
 
 
-def prepare_model_for_strategy(model, strategy: tf.distribute.Strategy) -> None:
-    """Makes Keras 3 `fit` run under `MultiWorkerMirroredStrategy`; a no-op otherwise.
+@contextlib.contextmanager
+def patched_keras_for_multiworker(model):
+    """Patches Keras 3's TF trainer and `model` for multi-worker `fit`; restores both on exit.
 
-    Two Keras 3 failures need working around:
+    Keras 3 `fit` fails under `MultiWorkerMirroredStrategy`
+    (tensorflow/tensorflow#72388) in two places:
 
-    1. Before the first epoch, Keras' TF trainer reduces the first batch with
-       `strategy.reduce("MEAN", (x, y))`, which the multi-worker strategy
-       cannot do for a tuple. A model that picks its strategy up from the
-       enclosing `strategy.scope()` skips that step, so call `fit` inside
-       `with strategy.scope():` after this.
-    2. Scalar logs are reduced with `axis=0` (see
-       `_patch_keras_multiworker_reduce`).
+    1. Scalar logs are reduced with `strategy.reduce("MEAN", v, axis=0)`.
+       Inside this context, Keras' module-level `reduce_per_replica` reduces
+       rank-0 values with `axis=None` (the same mean over replicas).
+    2. Before the first epoch, the trainer reduces the first `(x, y)` batch,
+       which the strategy cannot do for a tuple. A model whose
+       `_distribute_strategy` is None picks the strategy up from the enclosing
+       `strategy.scope()` and skips that step.
+
+    Both are private Keras internals, so the patch checks the Keras version
+    it was written for (`KERAS_VERSIONS_PATCHED`) and that each internal is
+    still where it expects, and raises `RuntimeError` otherwise instead of
+    patching the wrong thing. Use `multiworker_fit`, which applies it only
+    for a multi-worker strategy.
+    """
+    import keras
+
+    version = tuple(int(part) for part in re.findall(r"\d+", keras.__version__)[:2])
+    first, after = KERAS_VERSIONS_PATCHED
+    if not first <= version < after:
+        raise RuntimeError(
+            f"augpipe's multi-worker workaround was written for Keras {first[0]}.{first[1]} up to (not "
+            f"including) {after[0]}.{after[1]}. Received: keras {keras.__version__}. Use a Keras version "
+            "in that range, or check whether tensorflow/tensorflow#72388 is fixed in yours."
+        )
+    try:
+        from keras.src.backend.tensorflow import trainer as tf_trainer
+
+        original = tf_trainer.reduce_per_replica
+    except (ImportError, AttributeError):
+        raise RuntimeError(
+            f"Keras {keras.__version__} has no keras.src.backend.tensorflow.trainer.reduce_per_replica, "
+            "which augpipe's multi-worker workaround patches. The internal moved; the workaround "
+            "needs updating for this Keras version."
+        ) from None
+    if not hasattr(model, "_distribute_strategy"):
+        raise RuntimeError(
+            f"This Keras {keras.__version__} model has no `_distribute_strategy` attribute, which "
+            "augpipe's multi-worker workaround resets. The internal moved; the workaround needs updating."
+        )
+    saved_strategy = model._distribute_strategy
+    tf_trainer.reduce_per_replica = _reduce_scalars_with_axis_none(original)
+    model._distribute_strategy = None
+    try:
+        yield model
+    finally:
+        tf_trainer.reduce_per_replica = original
+        model._distribute_strategy = saved_strategy
+
+
+@contextlib.contextmanager
+def multiworker_fit(model, strategy: tf.distribute.Strategy):
+    """Run `model.fit` inside this context to train under any strategy, multi-worker included.
+
+    Opt-in and scoped: under `MultiWorkerMirroredStrategy` it applies
+    `patched_keras_for_multiworker(model)` and enters `strategy.scope()`;
+    under any other strategy it only enters the scope. Everything it patched
+    is restored when the block ends, also on an error.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile("sgd", "mse")
+    >>> with multiworker_fit(model, tf.distribute.get_strategy()):
+    ...     history = model.fit(tf.zeros((4, 2)), tf.zeros((4, 1)), verbose=0)
     """
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        _patch_keras_multiworker_reduce()
-        model._distribute_strategy = None
+        with patched_keras_for_multiworker(model), strategy.scope():
+            yield model
+    else:
+        with strategy.scope():
+            yield model
 
 
 # ----------------------------------------------------------------------------

@@ -487,9 +487,8 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None, 
     if not config.quiet:
         callback_list.append(EpochLine(config.epochs))
 
-    distribute.prepare_model_for_strategy(model, strategy)
     try:
-        with strategy.scope():
+        with distribute.multiworker_fit(model, strategy):
             history = model.fit(
                 train.dataset,
                 validation_data=val,

@@ -158,3 +158,48 @@ def test_run_mnist_multiworker_two_processes(tiny_npz, tmp_path):
     reports = [json.loads((tmp_path / f"w{i}" / "report.json").read_text()) for i in range(2)]
     assert [r["epochs_run"] for r in reports] == [2, 2]
     assert reports[0]["test_loss"] == pytest.approx(reports[1]["test_loss"], abs=1e-6)
+
+
+def test_multiworker_patch_restores_what_it_patched():
+    import keras
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    original, saved = tf_trainer.reduce_per_replica, model._distribute_strategy
+    with distribute.patched_keras_for_multiworker(model):
+        assert tf_trainer.reduce_per_replica is not original
+        assert model._distribute_strategy is None
+    assert tf_trainer.reduce_per_replica is original and model._distribute_strategy is saved
+    with pytest.raises(ZeroDivisionError):
+        with distribute.patched_keras_for_multiworker(model):
+            1 / 0
+    assert tf_trainer.reduce_per_replica is original and model._distribute_strategy is saved
+
+
+def test_multiworker_patch_refuses_an_unknown_keras(monkeypatch):
+    import keras
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    monkeypatch.setattr(keras, "__version__", "4.2.0")
+    with pytest.raises(RuntimeError, match=r"written for Keras 3.10 up to .* Received: keras 4.2.0"):
+        with distribute.patched_keras_for_multiworker(model):
+            pass
+    monkeypatch.undo()
+    monkeypatch.delattr(tf_trainer, "reduce_per_replica")
+    with pytest.raises(RuntimeError, match="reduce_per_replica.*moved"):
+        with distribute.patched_keras_for_multiworker(model):
+            pass
+
+
+def test_multiworker_fit_is_only_a_scope_for_other_strategies():
+    import keras
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    original = tf_trainer.reduce_per_replica
+    strategy = tf.distribute.get_strategy()
+    with distribute.multiworker_fit(model, strategy):
+        assert tf_trainer.reduce_per_replica is original
+        model.fit(np.zeros((4, 2)), np.zeros((4, 1)), verbose=0)

@@ -29,8 +29,7 @@ def main(out):
         model = keras.Sequential([keras.Input((12, 12, 1), dtype="uint8"), layer, keras.layers.Flatten(), keras.layers.Dense(10)])
         model.compile(keras.optimizers.SGD(0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     train = distribute.build_training_input(split, strategy=strategy, batch_size=32, seed=1)
-    distribute.prepare_model_for_strategy(model, strategy)
-    with strategy.scope():
+    with distribute.multiworker_fit(model, strategy):
         model.fit(train.dataset, epochs=2, steps_per_epoch=train.steps_per_epoch, verbose=0, shuffle=False,
                   callbacks=[train.epoch_sync])
     np.savez(out, *model.get_weights())
