@@ -18,7 +18,7 @@ import tensorflow as tf
 from augpipe import augment
 from augpipe.augment import ops
 from augpipe.augment.policies import MnistPolicy
-from augpipe.scripts.profiling import StageRunner, _mapped
+from augpipe.scripts.profiling import StageRunner, mapped_stage
 
 GEOMETRIC = ["rotate", "scale", "shear", "translate"]
 
@@ -55,7 +55,7 @@ def main():
     args = parser.parse_args()
     images = np.random.default_rng(0).integers(0, 256, (5000, 28, 28, 1), dtype=np.uint8)
     runners = {
-        name: StageRunner(_mapped(images, args.batch_size, fn))
+        name: StageRunner(mapped_stage(images, args.batch_size, fn))
         for name, fn in variants(args.strength, 28, 28).items()
     }
     rates = {name: [] for name in runners}

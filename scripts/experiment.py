@@ -1,19 +1,36 @@
-"""The MNIST experiment as a library: config, run directory, model, callbacks, report.
+"""The MNIST experiment as a library, in named stages a user can call from Python.
 
-`augpipe.scripts.run_mnist` is the click layer over `run_experiment`.
+`run_experiment(config)` runs them in order; each can also be called alone:
+
+1. `check_config(config)`: validate every option.
+2. `open_run_dir(config)`: create, refuse, replace or reopen the run
+   directory; returns the resolved config (on a resume, the saved options)
+   and the directory. The given config is never mutated.
+3. `load_data(config)`: the source and its stratified, disjoint splits.
+4. `build_experiment_model(config, data, strategy)`: `Augment -> backbone`,
+   compiled.
+5. `build_inputs(...)` and `build_callbacks(...)`: the tf.data pipelines
+   and the callbacks, in a working order.
+6. `fit(...)`: `model.fit`, with run-safety errors turned into plain ones.
+7. `write_report(...)`: evaluate the best model on the held-out test split
+   and write `report.json`.
+
+Errors are plain exceptions (`ConfigError`, `RunError`, `Interrupted`) whose
+messages name options as `<name>`; `ExperimentError.render` spells them for
+the caller: `name` for Python, `--name` for the `run-mnist` command
+(`augpipe.scripts.run_mnist`, the click layer).
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
-import os
 import pathlib
 import platform
+import re
 import shutil
-import signal
-import sys
 import time
 from typing import Callable, Optional
 
@@ -21,12 +38,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from augpipe import augment
-from augpipe import callbacks
-from augpipe import pipelines
+from augpipe import augment, callbacks, pipelines
+from augpipe.pipelines import distribute
+from augpipe.scripts.models import MODELS, build_model
+from augpipe.validation import check_int
 
-MODELS = ("cnn", "mlp")
 PLACEMENTS = ("device", "host")
+STRATEGIES = ("default", "mirrored", "multiworker")
 # Adaptive runs start here: the controller then moves it by 0.05 per epoch.
 ADAPTIVE_INITIAL_STRENGTH = 0.3
 # Hold it while the first epochs' fast learning dominates the gap signal.
@@ -35,21 +53,9 @@ ADAPTIVE_WARMUP_EPOCHS = 2
 RESUMABLE_OVERRIDES = ("epochs", "patience", "eval_every", "quiet", "tensorboard")
 
 
-class RunError(Exception):
-    """A runtime failure with a one-line reason (exit code 1)."""
-
-
-class UsageError(Exception):
-    """A bad option or combination of options (exit code 2)."""
-
-
-class Interrupted(Exception):
-    """The run stopped on Ctrl-C at a safe point; the backup is kept."""
-
-
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """Every option of `run-mnist`, with the defaults the README's results use."""
+    """Every option of the experiment, with the defaults the README's results use."""
 
     source: str = "mnist"
     download: bool = False
@@ -80,6 +86,65 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
+_OPTION = re.compile(r"<(" + "|".join(f.name for f in dataclasses.fields(ExperimentConfig)) + r")>")
+
+
+class ExperimentError(Exception):
+    """Base of the experiment's errors. Options appear in the message as `<name>`."""
+
+    def __init__(self, message: str):
+        self.template = message
+        super().__init__(self.render())
+
+    def render(self, spell: Callable[[str], str] = lambda name: f"`{name}`") -> str:
+        """The message with each `<option>` spelled by `spell` (the CLI passes `--option-name`)."""
+        return _OPTION.sub(lambda match: spell(match.group(1)), self.template)
+
+
+class ConfigError(ExperimentError, ValueError):
+    """A bad option or combination of options (the command exits 2)."""
+
+
+class RunError(ExperimentError):
+    """A runtime failure with a one-line reason (the command exits 1)."""
+
+
+class Interrupted(ExperimentError):
+    """The run stopped on Ctrl-C at a safe point; the backup is kept. `run_dir` says where."""
+
+    def __init__(self, run_dir):
+        self.run_dir = str(run_dir)
+        super().__init__(f"interrupted; the backup in {self.run_dir!r} is kept")
+
+
+@dataclasses.dataclass
+class Data:
+    """What `load_data` returns: the source and its splits."""
+
+    source: pipelines.Source
+    splits: pipelines.Splits
+
+
+@dataclasses.dataclass
+class ModelParts:
+    """What `build_experiment_model` returns."""
+
+    model: keras.Model
+    augment_layer: augment.Augment  # owns the strength, in the model or on the host
+    loss: keras.losses.Loss
+    metrics: list
+
+
+@dataclasses.dataclass
+class Inputs:
+    """What `build_inputs` returns."""
+
+    train: distribute.TrainingInput
+    val: tf.data.Dataset
+    test: tf.data.Dataset
+    initial_epoch: int
+
+
 # ----------------------------------------------------------------------------
 # Validation
 
@@ -93,101 +158,109 @@ def parse_strength(spec: str):
     try:
         schedule = callbacks.parse_schedule(spec)
     except ValueError as error:
-        raise UsageError(
-            f"Invalid --strength {spec!r}: {error} Or use 'adaptive' or 'off'."
-        ) from None
+        raise ConfigError(f"Invalid <strength> {spec!r}: {error} Or use 'adaptive' or 'off'.") from None
     return "schedule", schedule(0), schedule
 
 
-def validate(config: ExperimentConfig) -> None:
+def check_config(config: ExperimentConfig) -> None:
+    """Stage 1: raises `ConfigError` for any bad option or combination."""
     if config.model not in MODELS:
-        raise UsageError(f"Unknown --model {config.model!r}. Expected one of: {', '.join(MODELS)}.")
+        raise ConfigError(f"Unknown <model> {config.model!r}. Expected one of: {', '.join(MODELS)}.")
     if config.placement not in PLACEMENTS:
-        raise UsageError(f"Unknown --placement {config.placement!r}. Expected one of: {', '.join(PLACEMENTS)}.")
+        raise ConfigError(f"Unknown <placement> {config.placement!r}. Expected one of: {', '.join(PLACEMENTS)}.")
     try:
         augment.get_policy(config.policy)
     except ValueError as error:
-        raise UsageError(f"--policy: {error}") from None
+        raise ConfigError(f"<policy>: {error}") from None
     parse_strength(config.strength)
     for name in ("epochs", "batch_size", "eval_every"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer. Received: {value!r}.")
+        try:
+            check_int(name, getattr(config, name))
+        except ValueError as error:
+            raise ConfigError(f"<{name}>: {error}") from None
     if not (config.learning_rate > 0 and math.isfinite(config.learning_rate)):
-        raise UsageError(f"--learning-rate must be > 0. Received: {config.learning_rate!r}.")
+        raise ConfigError(f"<learning_rate> must be > 0. Received: {config.learning_rate!r}.")
     if config.patience is not None and config.patience < 1:
-        raise UsageError(f"--patience must be a positive integer. Received: {config.patience!r}.")
+        raise ConfigError(f"<patience> must be a positive integer. Received: {config.patience!r}.")
     if config.resume and config.overwrite:
-        raise UsageError("--resume and --overwrite contradict each other: pick one.")
-    if config.strategy not in ("default", "mirrored", "multiworker"):
-        raise UsageError(f"Unknown --strategy {config.strategy!r}. Expected default, mirrored or multiworker.")
+        raise ConfigError("<resume> and <overwrite> contradict each other: pick one.")
+    if config.strategy not in STRATEGIES:
+        raise ConfigError(f"Unknown <strategy> {config.strategy!r}. Expected one of: {', '.join(STRATEGIES)}.")
     if config.data_service and config.local_data_service:
-        raise UsageError("--data-service and --local-data-service contradict each other: pick one.")
+        raise ConfigError("<data_service> and <local_data_service> contradict each other: pick one.")
     if config.data_service:
-        from augpipe.pipelines import distribute
-
         try:
             distribute.parse_service_address(config.data_service)
         except ValueError as error:
-            raise UsageError(f"--data-service: {error}") from None
+            raise ConfigError(f"<data_service>: {error}") from None
     if (config.data_service or config.local_data_service) and (config.placement == "host" or config.mixup):
-        raise UsageError(
+        raise ConfigError(
             "The tf.data service cannot run host-side augmentation or MixUp/CutMix: its workers "
-            "cannot read the trainer's strength and probability variables. Use --placement device "
-            "and --no-mixup with --data-service/--local-data-service."
+            "cannot read the trainer's strength and probability variables. Use <placement> device "
+            "and no <mixup> with <data_service> or <local_data_service>."
         )
 
 
 # ----------------------------------------------------------------------------
-# Run directory
+# Stage 2: the run directory
 
 
 def default_run_dir() -> pathlib.Path:
     return pathlib.Path("runs") / time.strftime("%Y%m%d-%H%M%S")
 
 
-def prepare_run_dir(config: ExperimentConfig, explicit: Optional[set] = None) -> pathlib.Path:
-    """Creates, refuses, replaces or reopens the run directory; returns its path.
+def resolve_resume(config: ExperimentConfig, run_dir: pathlib.Path, explicit: Optional[set] = None) -> ExperimentConfig:
+    """On a resume, the saved options, except those in `RESUMABLE_OVERRIDES` given explicitly."""
+    saved = run_dir / "config.json"
+    if not saved.is_file():
+        raise ConfigError(
+            f"<resume>: {str(run_dir)!r} has no config.json, so there is no run to resume. Start it without <resume>."
+        )
+    try:
+        options = json.loads(saved.read_text())["options"]
+    except (OSError, ValueError, KeyError) as error:
+        raise RunError(f"cannot read {str(saved)!r} ({type(error).__name__}: {error}).") from None
+    explicit = explicit or set()
+    changes = {}
+    for key, value in options.items():
+        if key in ("run_dir", "resume", "overwrite") or not hasattr(config, key):
+            continue
+        given = getattr(config, key)
+        if key in explicit and key not in RESUMABLE_OVERRIDES and given != value:
+            raise ConfigError(
+                f"<resume> cannot change <{key}> (saved: {value!r}, given: {given!r}). "
+                f"Only {', '.join(f'<{name}>' for name in RESUMABLE_OVERRIDES)} may change."
+            )
+        if key not in explicit:
+            changes[key] = value
+    return dataclasses.replace(config, **changes)
 
-    On `resume`, the saved options replace the given ones, except those in
-    `RESUMABLE_OVERRIDES` that were passed explicitly (`explicit`).
+
+def open_run_dir(config: ExperimentConfig, explicit: Optional[set] = None) -> tuple:
+    """Stage 2: creates, refuses, replaces or reopens the run directory.
+
+    Returns `(config, run_dir)`: a new config with `run_dir` filled in and, on
+    a resume, the saved options (except `RESUMABLE_OVERRIDES` named in
+    `explicit`). The given config is not changed.
     """
     run_dir = pathlib.Path(config.run_dir) if config.run_dir else default_run_dir()
-    config.run_dir = str(run_dir)
-    saved = run_dir / "config.json"
+    config = dataclasses.replace(config, run_dir=str(run_dir))
     if config.resume:
-        if not saved.is_file():
-            raise UsageError(
-                f"--resume: {str(run_dir)!r} has no config.json, so there is no run to resume. "
-                "Start it without --resume."
-            )
-        options = json.loads(saved.read_text())["options"]
-        explicit = explicit or set()
-        for key, value in options.items():
-            if key in ("run_dir", "resume", "overwrite"):
-                continue
-            if key in explicit and key not in RESUMABLE_OVERRIDES and getattr(config, key) != value:
-                raise UsageError(
-                    f"--resume cannot change --{key.replace('_', '-')} (saved: {value!r}, given: "
-                    f"{getattr(config, key)!r}). Only {', '.join(RESUMABLE_OVERRIDES)} may change."
-                )
-            if key not in explicit and hasattr(config, key):
-                setattr(config, key, value)
-        return run_dir
+        return resolve_resume(config, run_dir, explicit), run_dir
     if run_dir.exists() and any(run_dir.iterdir()):
         if not config.overwrite:
-            raise UsageError(
-                f"Run directory {str(run_dir)!r} already exists. Pass --resume to continue it, "
-                "--overwrite to replace it, or choose another --run-dir."
+            raise ConfigError(
+                f"Run directory {str(run_dir)!r} already exists. Pass <resume> to continue it, "
+                "<overwrite> to replace it, or choose another <run_dir>."
             )
-        if not saved.is_file():
-            raise UsageError(
-                f"--overwrite refused: {str(run_dir)!r} has no config.json, so it does not look "
-                "like a run directory. Remove it yourself or choose another --run-dir."
+        if not (run_dir / "config.json").is_file():
+            raise ConfigError(
+                f"<overwrite> refused: {str(run_dir)!r} has no config.json, so it does not look "
+                "like a run directory. Remove it yourself or choose another <run_dir>."
             )
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    return config, run_dir
 
 
 def package_versions() -> dict:
@@ -200,121 +273,6 @@ def package_versions() -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-# ----------------------------------------------------------------------------
-# Model
-
-
-def build_backbone(kind: str, num_classes: int) -> list:
-    L = keras.layers
-    if kind == "mlp":
-        return [L.Flatten(), L.Dense(128, activation="relu"), L.Dropout(0.5), L.Dense(num_classes)]
-    return [
-        L.Conv2D(32, 3, padding="same", activation="relu"),
-        L.Conv2D(32, 3, padding="same", activation="relu"),
-        L.MaxPooling2D(),
-        L.Conv2D(64, 3, padding="same", activation="relu"),
-        L.Conv2D(64, 3, padding="same", activation="relu"),
-        L.MaxPooling2D(),
-        L.Flatten(),
-        L.Dropout(0.3),
-        L.Dense(128, activation="relu"),
-        L.Dropout(0.3),
-        L.Dense(num_classes),
-    ]
-
-
-def build_model(kind: str, input_shape, num_classes: int, augment_layer, input_dtype="uint8") -> keras.Model:
-    """`Input -> Augment -> backbone -> logits`."""
-    inputs = keras.Input(input_shape, dtype=input_dtype, name="images")
-    x = augment_layer(inputs)
-    for layer in build_backbone(kind, num_classes):
-        x = layer(x)
-    return keras.Model(inputs, x, name=f"mnist_{kind}")
-
-
-# ----------------------------------------------------------------------------
-# Callbacks specific to the command
-
-
-class NanLossError(RuntimeError):
-    pass
-
-
-class StopOnNan(keras.callbacks.Callback):
-    """Aborts at the first NaN loss, before any epoch-end backup can save NaN weights."""
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise NanLossError(f"batch {batch + 1}")
-
-
-class GracefulInterrupt(keras.callbacks.Callback):
-    """First Ctrl-C: finish the epoch (a safe point with a backup), then stop."""
-
-    def __init__(self):
-        super().__init__()
-        self.requested = False
-        self._previous = None
-
-    def on_train_begin(self, logs=None):
-        self.requested = False
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread
-            self._previous = None
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nInterrupt: stopping after this epoch (Ctrl-C again to stop now).", file=sys.stderr)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.requested:
-            self.model.stop_training = True
-
-    def on_train_end(self, logs=None):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-class EpochLine(keras.callbacks.Callback):
-    """One progress line per epoch on stderr."""
-
-    def __init__(self, epochs_total: int, stream=None):
-        super().__init__()
-        self.epochs_total = epochs_total
-        self.stream = stream or sys.stderr
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        acc_key = "accuracy" if "accuracy" in logs else "categorical_accuracy"
-
-        def pair(prefix):
-            loss, acc = logs.get(f"{prefix}loss"), logs.get(f"{prefix}{acc_key}")
-            if loss is None or not math.isfinite(float(loss)):
-                return None
-            return f"{float(loss):.4f}/{float(acc):.4f}"
-
-        parts = [f"epoch {epoch + 1:>3}/{self.epochs_total}", f"loss/acc {pair('')}"]
-        if pair("val_"):
-            parts.append(f"val {pair('val_')}")
-        if pair("test_"):
-            parts.append(f"test {pair('test_')}")
-        if "aug_strength" in logs:
-            parts.append(f"strength {float(logs['aug_strength']):.2f}")
-        if "learning_rate" in logs:
-            parts.append(f"lr {float(logs['learning_rate']):.2e}")
-        if "images_per_sec" in logs and math.isfinite(float(logs["images_per_sec"])):
-            parts.append(f"{float(logs['images_per_sec']):.0f} img/s")
-        print(" | ".join(parts), file=self.stream, flush=True)
-
-
-# ----------------------------------------------------------------------------
-# The run
 
 
 def _json_default(value):
@@ -330,92 +288,114 @@ def _finite_or_none(value):
     return value if math.isfinite(value) else None
 
 
-def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None, log: Callable[[str], None] = None) -> dict:
-    """Runs the experiment described by `config` and returns the report dict.
+def read_log(path) -> list:
+    """The rows of a run's `log.csv` as dicts (empty when there is none yet)."""
+    if not pathlib.Path(path).is_file():
+        return []
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
 
-    Raises:
-        UsageError: bad options (exit code 2).
-        RunError: a runtime failure with a one-line reason (exit code 1).
-        Interrupted: Ctrl-C at a safe point; the backup is kept.
-    """
-    log = log or (lambda message: None)
-    validate(config)
-    run_dir = prepare_run_dir(config, explicit)
-    validate(config)
-    started = time.perf_counter()
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(config.seed)
 
+# ----------------------------------------------------------------------------
+# Stage 3: data
+
+
+def load_data(config: ExperimentConfig) -> Data:
+    """Stage 3: loads the source and makes its seeded, stratified, disjoint splits."""
     try:
         source = pipelines.load_source(config.source, data_dir=config.data_dir, download=config.download)
         splits = pipelines.make_splits(source, seed=config.seed)
         splits.check_disjoint()
     except (ValueError, FileNotFoundError, ConnectionError, OSError) as error:
         raise RunError(str(error)) from None
-    log(f"data: {source.provenance}")
-    log(f"splits: train {len(splits.train)}, val {len(splits.val)}, test {len(splits.test)}")
+    return Data(source, splits)
 
-    config_path = run_dir / "config.json"
+
+def write_config(config: ExperimentConfig, run_dir: pathlib.Path, data: Data) -> None:
+    """Writes `config.json` for a new run, or records a resume (what it changed) in it."""
+    path = run_dir / "config.json"
     if not config.resume:
-        config_payload = {
+        payload = {
             "options": config.options(),
             "versions": package_versions(),
-            "provenance": source.provenance,
-            "splits": splits.summary(),
+            "provenance": data.source.provenance,
+            "splits": data.splits.summary(),
         }
-        callbacks.atomic_write_text(config_path, json.dumps(config_payload, indent=2, default=_json_default))
-    else:
-        saved = json.loads(config_path.read_text())
-        if saved.get("splits", {}).get("train", {}).get("fingerprint") != splits.train.fingerprint:
-            raise RunError(
-                "--resume: the data no longer matches the saved run (train fingerprint changed). "
-                "Resume with the same --source and --seed."
-            )
-        # Keep the original options and record what each resume changed.
-        changed = {k: v for k, v in config.options().items() if saved["options"].get(k) != v and k != "resume"}
-        saved.setdefault("resumes", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changed": changed})
-        callbacks.atomic_write_text(config_path, json.dumps(saved, indent=2, default=_json_default))
+        callbacks.atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default))
+        return
+    saved = json.loads(path.read_text())
+    if saved.get("splits", {}).get("train", {}).get("fingerprint") != data.splits.train.fingerprint:
+        raise RunError(
+            "<resume>: the data no longer matches the saved run (train fingerprint changed). "
+            "Resume with the same <source> and <seed>."
+        )
+    changed = {k: v for k, v in config.options().items() if saved["options"].get(k) != v and k != "resume"}
+    saved.setdefault("resumes", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changed": changed})
+    callbacks.atomic_write_text(path, json.dumps(saved, indent=2, default=_json_default))
 
-    from augpipe.pipelines import distribute
 
-    strategy = distribute.make_strategy(config.strategy)
-    kind, initial_strength, schedule = parse_strength(config.strength)
+# ----------------------------------------------------------------------------
+# Stage 4: model
+
+
+def build_experiment_model(config: ExperimentConfig, data: Data, strategy=None) -> ModelParts:
+    """Stage 4: `Input -> Augment -> backbone`, compiled with an LR multiplier schedule.
+
+    With host placement the model's `Augment` only converts (policy `none`)
+    and the returned `augment_layer` is the one the pipeline runs.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    kind, initial_strength, _ = parse_strength(config.strength)
     policy = "none" if kind == "off" else config.policy
-    num_classes = source.num_classes
-    backup_dir = run_dir / "backup"
-
     with strategy.scope():
         aug_layer = augment.Augment(policy, strength=initial_strength, seed=config.seed, name="augment")
-        model_aug = aug_layer if config.placement == "device" else augment.Augment("none", seed=config.seed, name="augment")
+        in_model = aug_layer if config.placement == "device" else augment.Augment("none", seed=config.seed, name="augment")
         model = build_model(
             config.model,
-            source.image_shape,
-            num_classes,
-            model_aug,
+            data.source.image_shape,
+            data.source.num_classes,
+            in_model,
             input_dtype="uint8" if config.placement == "device" else "float32",
         )
-        if config.mixup:
-            loss = keras.losses.CategoricalCrossentropy(from_logits=True)
-            metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-        else:
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        loss, metrics = _loss_and_metrics(config.mixup)
         optimizer = keras.optimizers.Adam(callbacks.MultiplierSchedule(config.learning_rate))
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    return ModelParts(model, aug_layer, loss, metrics)
 
+
+def _loss_and_metrics(one_hot: bool) -> tuple:
+    """Fresh loss and metric objects (never shared between two compiled models)."""
+    if one_hot:
+        return (keras.losses.CategoricalCrossentropy(from_logits=True),
+                [keras.metrics.CategoricalAccuracy(name="accuracy")])
+    return (keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+
+
+# ----------------------------------------------------------------------------
+# Stage 5: inputs and callbacks
+
+
+def saved_epoch(run_dir: pathlib.Path) -> int:
+    """The epoch a resume starts at: the one after the backup's last (0 without a backup)."""
+    metadata = run_dir / "backup" / "training_metadata.json"
+    if not metadata.is_file():
+        return 0
+    return int(json.loads(metadata.read_text()).get("epoch", 0))
+
+
+def build_inputs(config: ExperimentConfig, data: Data, parts: ModelParts, strategy=None,
+                 initial_epoch: int = 0) -> Inputs:
+    """Stage 5a: the training input (one device, a strategy or the tf.data service), val and test."""
+    strategy = strategy or tf.distribute.get_strategy()
     host = []
     if config.mixup:
-        host.append(augment.MixUpCutMix(num_classes=num_classes, seed=config.seed))
+        host.append(augment.MixUpCutMix(num_classes=data.source.num_classes, seed=config.seed))
     if config.placement == "host":
-        host.append(aug_layer)
-    initial_epoch = 0
-    metadata = backup_dir / "training_metadata.json"
-    if config.resume and metadata.is_file():
-        initial_epoch = int(json.loads(metadata.read_text()).get("epoch", 0))
+        host.append(parts.augment_layer)
     try:
         train = distribute.build_training_input(
-            splits.train,
+            data.splits.train,
             strategy=strategy,
             batch_size=config.batch_size,
             seed=config.seed,
@@ -428,96 +408,124 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None, 
         )
     except (ValueError, ConnectionError) as error:
         raise RunError(str(error)) from None
-    if train.service is not None:
-        log(f"tf.data service: dispatcher {train.service.target} with {config.local_data_service} worker(s)")
-    val = pipelines.build_pipeline(splits.val, batch_size=config.batch_size, training=False, one_hot=config.mixup)
-    test = pipelines.build_pipeline(splits.test, batch_size=config.batch_size, training=False, one_hot=config.mixup)
+    val = pipelines.build_pipeline(data.splits.val, batch_size=config.batch_size, training=False, one_hot=config.mixup)
+    test = pipelines.build_pipeline(data.splits.test, batch_size=config.batch_size, training=False, one_hot=config.mixup)
     if config.placement == "host":
         # The model's input is float32 [0, 1] then; evaluation batches too.
         val = val.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
         test = test.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
+    return Inputs(train, val, test, initial_epoch)
 
-    best_path = run_dir / "best.keras"
-    callback_list = [train.epoch_sync] if train.epoch_sync is not None else []
+
+def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: ModelParts, inputs: Inputs) -> list:
+    """Stage 5b: every callback of a run, in a working order.
+
+    Epoch sync and LR control first, then the backup (so a resume restores
+    before the controllers read their state), the strength controller,
+    run safety, early stopping, best-model checkpointing (its threshold from
+    the log of earlier sessions), the scheduled test evaluation, and the
+    loggers last, so they see every key the others wrote.
+    """
+    backup_dir = run_dir / "backup"
+    kind, _, schedule = parse_strength(config.strength)
+    found = [inputs.train.epoch_sync] if inputs.train.epoch_sync is not None else []
     lr_control = callbacks.LearningRateControl(
         warmup_epochs=min(2, max(config.epochs - 1, 0)),
         decay="cosine",
         min_multiplier=0.02,
         state_dir=backup_dir,
     )
-    callback_list += [
+    found += [
         lr_control,
         keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False),
         callbacks.RandomStateBackup(backup_dir),
     ]
     if kind == "adaptive":
-        controller = callbacks.AdaptiveStrength(aug_layer, warmup_epochs=ADAPTIVE_WARMUP_EPOCHS, state_dir=backup_dir)
+        controller = callbacks.AdaptiveStrength(parts.augment_layer, warmup_epochs=ADAPTIVE_WARMUP_EPOCHS,
+                                                state_dir=backup_dir)
         lr_control.strength_controller = controller
-        callback_list.append(controller)
+        found.append(controller)
     elif kind == "schedule":
-        callback_list.append(callbacks.StrengthSchedule(aug_layer, schedule))
+        found.append(callbacks.StrengthSchedule(parts.augment_layer, schedule))
     else:
-        callback_list.append(callbacks.StrengthSchedule(aug_layer, callbacks.constant(0.0)))
-    callback_list.append(StopOnNan())
-    interrupt = GracefulInterrupt()
-    callback_list.append(interrupt)
+        found.append(callbacks.StrengthSchedule(parts.augment_layer, callbacks.constant(0.0)))
+    found += [callbacks.StopOnNonFiniteLoss(), callbacks.GracefulInterrupt(verbose=0 if config.quiet else 1)]
     if config.patience:
-        callback_list.append(
-            keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience)
-        )
+        found.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience))
     previous_best = [
-        float(r["val_accuracy"]) for r in _read_log(run_dir / "log.csv") if r.get("val_accuracy") not in (None, "")
+        float(r["val_accuracy"]) for r in read_log(run_dir / "log.csv") if r.get("val_accuracy") not in (None, "")
     ]
-    callback_list += [
+    found += [
         keras.callbacks.ModelCheckpoint(
-            str(best_path),
+            str(run_dir / "best.keras"),
             monitor="val_accuracy",
             mode="max",
             save_best_only=True,
             # On a resume, only a better epoch may replace the saved best model.
             initial_value_threshold=max(previous_best) if previous_best else None,
         ),
-        callbacks.ScheduledEvaluation(test, every=config.eval_every, state_dir=backup_dir),
+        callbacks.ScheduledEvaluation(inputs.test, every=config.eval_every, state_dir=backup_dir),
         callbacks.ThroughputMonitor(batch_size=config.batch_size),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
     ]
     if config.tensorboard:
-        callback_list.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
-    callback_list.append(callbacks.TrainingCurves(run_dir / "curves.png", state_dir=backup_dir))
+        found.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
+    found.append(callbacks.TrainingCurves(run_dir / "curves.png", state_dir=backup_dir))
     if not config.quiet:
-        callback_list.append(EpochLine(config.epochs))
+        found.append(callbacks.EpochLine(config.epochs))
+    return found
 
+
+# ----------------------------------------------------------------------------
+# Stage 6: fit
+
+
+def fit(config: ExperimentConfig, run_dir: pathlib.Path, parts: ModelParts, inputs: Inputs,
+        callback_list: list, strategy=None) -> keras.callbacks.History:
+    """Stage 6: `model.fit`; a non-finite loss becomes `RunError`, Ctrl-C becomes `Interrupted`."""
+    strategy = strategy or tf.distribute.get_strategy()
+    train = inputs.train
     try:
-        with distribute.multiworker_fit(model, strategy):
-            history = model.fit(
+        with distribute.multiworker_fit(parts.model, strategy):
+            history = parts.model.fit(
                 train.dataset,
-                validation_data=val,
+                validation_data=inputs.val,
                 epochs=config.epochs,
                 callbacks=callback_list,
                 verbose=0,
                 shuffle=False,
                 steps_per_epoch=train.steps_per_epoch,
             )
-    except NanLossError as error:
+    except callbacks.NonFiniteLossError as error:
         raise RunError(
             f"loss became NaN ({error}); the run stopped and kept the last good backup and "
-            f"best model in {str(run_dir)!r}. Lower --learning-rate and resume or start again."
+            f"best model in {str(run_dir)!r}. Lower <learning_rate> and resume or start again."
         ) from None
     except KeyboardInterrupt:
-        raise Interrupted(str(run_dir)) from None
+        raise Interrupted(run_dir) from None
     finally:
         if train.service is not None:
             train.service.stop()
-    if interrupt.requested:
-        raise Interrupted(str(run_dir))
+    if any(isinstance(c, callbacks.GracefulInterrupt) and c.requested for c in callback_list):
+        raise Interrupted(run_dir)
+    return history
 
-    epochs_logged = history.epoch
+
+# ----------------------------------------------------------------------------
+# Stage 7: report
+
+
+def write_report(config: ExperimentConfig, run_dir: pathlib.Path, data: Data, parts: ModelParts,
+                 inputs: Inputs, history: keras.callbacks.History, wall_time_s: float) -> dict:
+    """Stage 7: evaluates the best model (fresh metric objects) on the test split; writes `report.json`."""
+    best_path = run_dir / "best.keras"
     if not best_path.is_file():
-        model.save(best_path)
+        parts.model.save(best_path)
     best = keras.models.load_model(best_path)
+    loss, metrics = _loss_and_metrics(config.mixup)
     best.compile(loss=loss, metrics=metrics)
-    test_results = best.evaluate(test, verbose=0, return_dict=True)
-    rows = _read_log(run_dir / "log.csv")
+    test_results = best.evaluate(inputs.test, verbose=0, return_dict=True)
+    rows = read_log(run_dir / "log.csv")
     best_row = max(rows, key=lambda r: float(r.get("val_accuracy", "nan") or "nan")) if rows else {}
     throughput = [float(r["images_per_sec"]) for r in rows if r.get("images_per_sec") not in (None, "", "nan")]
     throughput = [v for v in throughput if math.isfinite(v)]
@@ -527,25 +535,56 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None, 
         "best_epoch": int(best_row["epoch"]) + 1 if best_row else None,
         "best_val_accuracy": _finite_or_none(best_row.get("val_accuracy", "nan")) if best_row else None,
         "epochs_run": len(rows),
-        "epochs_this_session": len(epochs_logged),
-        "wall_time_s": round(time.perf_counter() - started, 2),
+        "epochs_this_session": len(history.epoch),
+        "wall_time_s": round(wall_time_s, 2),
         "images_per_sec": round(float(np.median(throughput)), 1) if throughput else None,
-        "final_strength": float(aug_layer.strength.numpy()),
-        "provenance": source.provenance,
-        "splits": {s.name: {"size": len(s), "fingerprint": s.fingerprint} for s in splits},
+        "final_strength": float(parts.augment_layer.strength.numpy()),
+        "provenance": data.source.provenance,
+        "splits": {s.name: {"size": len(s), "fingerprint": s.fingerprint} for s in data.splits},
         "options": config.options(),
     }
     callbacks.atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=_json_default))
     return report
 
 
-def _read_log(path) -> list:
-    import csv
+# ----------------------------------------------------------------------------
+# All stages
 
-    if not pathlib.Path(path).is_file():
-        return []
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
+
+def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None,
+                   log: Optional[Callable[[str], None]] = None) -> tuple:
+    """Runs every stage in order; returns `(report, run_dir)`.
+
+    `explicit` names the options the caller set on purpose (a resume keeps
+    the saved value of every other one). `log` receives progress lines.
+
+    Raises:
+        ConfigError: bad options.
+        RunError: a runtime failure with a one-line reason.
+        Interrupted: Ctrl-C at a safe point; the backup is kept.
+    """
+    log = log or (lambda message: None)
+    check_config(config)
+    config, run_dir = open_run_dir(config, explicit)
+    check_config(config)
+    started = time.perf_counter()
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)
+    data = load_data(config)
+    log(f"data: {data.source.provenance}")
+    log(f"splits: train {len(data.splits.train)}, val {len(data.splits.val)}, test {len(data.splits.test)}")
+    write_config(config, run_dir, data)
+    strategy = distribute.make_strategy(config.strategy)
+    parts = build_experiment_model(config, data, strategy)
+    inputs = build_inputs(config, data, parts, strategy,
+                          initial_epoch=saved_epoch(run_dir) if config.resume else 0)
+    if inputs.train.service is not None:
+        log(f"tf.data service: dispatcher {inputs.train.service.target} with {config.local_data_service} worker(s)")
+    callback_list = build_callbacks(config, run_dir, parts, inputs)
+    history = fit(config, run_dir, parts, inputs, callback_list, strategy)
+    report = write_report(config, run_dir, data, parts, inputs, history, time.perf_counter() - started)
+    return report, run_dir
 
 
 def summary_table(report: dict) -> str:

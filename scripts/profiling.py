@@ -68,11 +68,13 @@ def load_images(source: str, synthetic: Optional[int], seed: int = 0) -> np.ndar
 # or (dataset, device_fn) when the work runs after the iterator.
 
 
-def _raw(images, batch_size):
+def raw_stage(images, batch_size):
+    """The ceiling: batches of `images` with no work at all, repeated forever."""
     return tf.data.Dataset.from_tensor_slices(images).repeat().batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _mapped(images, batch_size, fn):
+def mapped_stage(images, batch_size, fn):
+    """Batches of `images` with `fn` applied per batch inside tf.data (parallel calls), repeated forever."""
     return (
         tf.data.Dataset.from_tensor_slices(images)
         .repeat()
@@ -104,11 +106,11 @@ def build_stages(images, policy: str, strength: float, compare: Sequence[str], s
         return ops.apply_affine(floats, ops.rotation_matrix(angles, height, width))
 
     stages = {
-        "raw": lambda b: _raw(images, b),
-        "bare_warp": lambda b: _mapped(images, b, bare_warp),
-        "ours_host": lambda b: _mapped(images, b, lambda x: ours(x, training=True)),
-        "ours_geometric_host": lambda b: _mapped(images, b, lambda x: geometric(x, training=True)),
-        "ours_device": lambda b: (_raw(images, b), tf.function(lambda x: ours(x, training=True))),
+        "raw": lambda b: raw_stage(images, b),
+        "bare_warp": lambda b: mapped_stage(images, b, bare_warp),
+        "ours_host": lambda b: mapped_stage(images, b, lambda x: ours(x, training=True)),
+        "ours_geometric_host": lambda b: mapped_stage(images, b, lambda x: geometric(x, training=True)),
+        "ours_device": lambda b: (raw_stage(images, b), tf.function(lambda x: ours(x, training=True))),
     }
     # Equivalent ranges to the mnist policy at strength 1 (rotate 20 deg,
     # translate 12 %, zoom 15 %).
@@ -121,10 +123,10 @@ def build_stages(images, policy: str, strength: float, compare: Sequence[str], s
                 keras.layers.RandomZoom(0.15 * strength, fill_mode="constant", seed=seed),
             ]
         )
-        stages["keras_chain"] = lambda b: _mapped(images, b, lambda x: chain(ops.to_float(x), training=True))
+        stages["keras_chain"] = lambda b: mapped_stage(images, b, lambda x: chain(ops.to_float(x), training=True))
     if "keras-randaugment" in compare:
         randaugment = keras.layers.RandAugment(value_range=(0, 1), num_ops=2, factor=0.5 * strength, seed=seed)
-        stages["keras_randaugment"] = lambda b: _mapped(images, b, lambda x: randaugment(ops.to_float(x), training=True))
+        stages["keras_randaugment"] = lambda b: mapped_stage(images, b, lambda x: randaugment(ops.to_float(x), training=True))
     if "albumentations" in compare:
         import albumentations as A
 
@@ -138,7 +140,7 @@ def build_stages(images, policy: str, strength: float, compare: Sequence[str], s
                 )
             ]
         )
-        stages["albumentations"] = lambda b: _mapped(images, b, augment.albumentations_batch(compose, seed=seed))
+        stages["albumentations"] = lambda b: mapped_stage(images, b, augment.albumentations_batch(compose, seed=seed))
     return stages
 
 
@@ -213,7 +215,7 @@ def measure_input_bound(images, batch_size, model_kind, policy, strength, placem
 
     from augpipe import augment
     from augpipe import pipelines
-    from augpipe.scripts.experiment import build_model
+    from augpipe.scripts.models import build_model
 
     labels = np.arange(len(images)) % 10
     source = pipelines.Source.from_arrays(images, labels, num_classes=10)

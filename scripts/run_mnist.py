@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -11,11 +10,6 @@ STRENGTH_HELP = (
     "'adaptive' (closed-loop control), 'off', 'constant:X', or a schedule: "
     "linear:START:END:EPOCHS, cosine:START:END:EPOCHS, step:V1,V2,...:EVERY."
 )
-
-
-def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -52,7 +46,6 @@ def main(ctx, **options):
     full MNIST when it is on this machine), with device-side augmentation
     whose strength is controlled from the train/val accuracy gap.
     """
-    _quiet_tensorflow()
     from augpipe.scripts import experiment
 
     explicit = {
@@ -61,20 +54,25 @@ def main(ctx, **options):
     config = experiment.ExperimentConfig(**options)
     log = (lambda message: None) if options["quiet"] else (lambda message: click.echo(message, err=True))
     try:
-        report = experiment.run_experiment(config, explicit=explicit, log=log)
-    except experiment.UsageError as error:
-        raise click.UsageError(str(error)) from None
-    except experiment.RunError as error:
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(1)
+        report, run_dir = experiment.run_experiment(config, explicit=explicit, log=log)
+    except experiment.ConfigError as error:
+        raise click.UsageError(error.render(flag)) from None
     except experiment.Interrupted as error:
         click.echo(
-            f"Interrupted. The backup is kept; resume with:\n  run-mnist --run-dir {error} --resume",
+            f"Interrupted. The backup is kept; resume with:\n  run-mnist --run-dir {error.run_dir} --resume",
             err=True,
         )
         sys.exit(130)
+    except experiment.RunError as error:
+        click.echo(f"Error: {error.render(flag)}", err=True)
+        sys.exit(1)
     click.echo(experiment.summary_table(report))
-    click.echo(f"run directory: {config.run_dir}")
+    click.echo(f"run directory: {run_dir}")
+
+
+def flag(option: str) -> str:
+    """How the command spells an option of `ExperimentConfig`: `run_dir` -> `--run-dir`."""
+    return "--" + option.replace("_", "-")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -59,13 +58,14 @@ def test_service_training_stream_covers_every_example_per_epoch(local_service, t
     np.testing.assert_array_equal(np.bincount(labels), 2 * np.bincount(split.labels))
 
 
-def test_bad_service_addresses_fail_fast():
+def test_bad_service_addresses_fail_fast(monkeypatch):
     with pytest.raises(ValueError, match="Expected grpc://HOST:PORT"):
         distribute.parse_service_address("localhost:5050")
-    start = time.monotonic()
+    # The failure comes from one bounded TCP connect, before the retrying tf.data service client starts.
+    service = tf.data.experimental.service
+    monkeypatch.setattr(service, "distribute", lambda *a, **k: pytest.fail("the retrying client was reached"))
     with pytest.raises(ConnectionError, match="No tf.data service dispatcher at grpc://127.0.0.1:9"):
         distribute.through_data_service(tf.data.Dataset.range(3), "grpc://127.0.0.1:9")
-    assert time.monotonic() - start < 30
     with pytest.raises(ValueError, match="processing_mode"):
         distribute.through_data_service(tf.data.Dataset.range(3), "grpc://127.0.0.1:9", processing_mode="dynamic")
 
@@ -96,13 +96,11 @@ def test_run_mnist_with_local_data_service(tiny_npz, tmp_path):
 def test_run_mnist_bad_data_service(tiny_npz, tmp_path):
     from augpipe.scripts.run_mnist import main
 
-    start = time.monotonic()
     result = CliRunner().invoke(
         main, ["--source", tiny_npz, "--epochs", "1", "--data-service", "grpc://127.0.0.1:9",
                "--run-dir", str(tmp_path / "a"), "--quiet"],
     )
     assert result.exit_code == 1 and "No tf.data service dispatcher" in result.stderr
-    assert time.monotonic() - start < 30
     result = CliRunner().invoke(main, ["--data-service", "localhost", "--run-dir", str(tmp_path / "b")])
     assert result.exit_code == 2 and "Expected grpc://HOST:PORT" in result.output
     result = CliRunner().invoke(main, ["--local-data-service", "2", "--placement", "host", "--run-dir", str(tmp_path / "c")])

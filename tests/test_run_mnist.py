@@ -166,11 +166,11 @@ class NanAfter(__import__("keras").layers.Layer):
 
 
 def test_nan_loss_stops_with_a_clear_message(tiny_npz, tmp_path, monkeypatch):
-    from augpipe.scripts import experiment
+    from augpipe.scripts import models
 
-    original = experiment.build_backbone
+    original = models.build_backbone
     # 216 training images / 32 = 7 steps per epoch: NaN appears in epoch 3.
-    monkeypatch.setattr(experiment, "build_backbone", lambda kind, n: original(kind, n) + [NanAfter(16)])
+    monkeypatch.setattr(models, "build_backbone", lambda kind, n: original(kind, n) + [NanAfter(16)])
     run_dir = tmp_path / "run"
     result = invoke("--source", tiny_npz, "--model", "mlp", "--epochs", 5, "--batch-size", 32, "--run-dir", run_dir, "--quiet")
     assert result.exit_code == 1

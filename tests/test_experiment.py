@@ -1,0 +1,65 @@
+"""The MNIST experiment as a library: named stages callable from Python, plain errors, no mutation."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from augpipe.scripts import experiment
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    labels = np.arange(200) % 10
+    images = rng.integers(0, 40, (200, 28, 28), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        images[i, 4:24, 2 + 2 * label: 4 + 2 * label] = 255
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, x_train=images[:160], y_train=labels[:160], x_test=images[160:], y_test=labels[160:])
+    return f"npz:{path}"
+
+
+def test_errors_name_options_plainly_and_the_cli_spells_them_as_flags():
+    config = experiment.ExperimentConfig(strength="linear:0.1")
+    with pytest.raises(experiment.ConfigError) as caught:
+        experiment.check_config(config)
+    assert "Invalid `strength` 'linear:0.1'" in str(caught.value) and "--" not in str(caught.value)
+    assert caught.value.render(lambda name: "--" + name.replace("_", "-")).startswith("Invalid --strength")
+    with pytest.raises(experiment.ConfigError, match="`resume` and `overwrite` contradict"):
+        experiment.check_config(experiment.ExperimentConfig(resume=True, overwrite=True))
+    assert isinstance(caught.value, ValueError)  # a plain ValueError for library callers
+
+
+def test_the_stages_run_one_by_one_and_leave_the_config_alone(tiny_npz, tmp_path):
+    config = experiment.ExperimentConfig(source=tiny_npz, model="mlp", epochs=2, batch_size=32, quiet=True,
+                                         tensorboard=False, run_dir=str(tmp_path / "run"))
+    before = dataclasses.asdict(config)
+    experiment.check_config(config)
+    resolved, run_dir = experiment.open_run_dir(config)
+    data = experiment.load_data(resolved)
+    experiment.write_config(resolved, run_dir, data)
+    parts = experiment.build_experiment_model(resolved, data)
+    assert parts.model.layers[1] is parts.augment_layer  # device placement: the layer is in the model
+    inputs = experiment.build_inputs(resolved, data, parts)
+    callback_list = experiment.build_callbacks(resolved, run_dir, parts, inputs)
+    history = experiment.fit(resolved, run_dir, parts, inputs, callback_list)
+    report = experiment.write_report(resolved, run_dir, data, parts, inputs, history, wall_time_s=1.0)
+    assert report["epochs_run"] == 2 and json.loads((run_dir / "report.json").read_text()) == report
+    assert dataclasses.asdict(config) == before
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 3
+
+
+def test_resume_returns_the_saved_options_in_a_new_config(tiny_npz, tmp_path):
+    run_dir = tmp_path / "run"
+    first = experiment.ExperimentConfig(source=tiny_npz, model="mlp", epochs=1, batch_size=32, quiet=True,
+                                        tensorboard=False, run_dir=str(run_dir))
+    experiment.run_experiment(first)
+    again = experiment.ExperimentConfig(run_dir=str(run_dir), resume=True, epochs=2)
+    resolved, _ = experiment.open_run_dir(again, explicit={"epochs", "resume", "run_dir"})
+    assert resolved.model == "mlp" and resolved.source == tiny_npz and resolved.epochs == 2
+    assert again.model == "cnn"  # unchanged
+    with pytest.raises(experiment.ConfigError, match="`resume` cannot change `model`"):
+        experiment.open_run_dir(dataclasses.replace(again, model="cnn"), explicit={"model", "resume", "run_dir"})
