@@ -249,3 +249,15 @@ def test_models_with_augment_are_not_jit_compiled_by_default():
     )
     # What Keras' jit_compile="auto" consults on a GPU machine.
     assert model_supports_jit(plain) and not model_supports_jit(augmented)
+
+
+def test_op_definitions_are_checked_and_resampling_is_a_kind_not_a_name():
+    from augpipe.augment import op_table
+
+    with pytest.raises(ValueError, match="Received: kind='warp'. Expected one of: geometric, resample, pixel"):
+        op_table.OpDef(kind="warp", num_uniforms=0, sample=op_table.sample_flip, build=op_table.build_flip_horizontal,
+                       magnitude=1.0, unit="none")
+    policy = augment.get_policy("ops", ops=["noise", "elastic", "rotate"])
+    # Geometric first, then the resampling op fused with the warp, then pixel ops, whatever the given order.
+    assert policy.op_order == ["rotate", "elastic", "noise"] and policy.resample == ["elastic"]
+    assert [op.kind for op in op_table.OPS.values()].count("resample") == 1

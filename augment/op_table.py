@@ -1,0 +1,232 @@
+"""The op table: every op the policies can use, as a named sampler and a named builder.
+
+An op is an `OpDef` built by keyword. Its sampler turns uniforms and an
+already strength-scaled magnitude into per-image parameters; its builder
+applies them (through one function of `augment.ops`, so each op has one
+implementation). `kind` says how the engine (`augment.engine`) runs it:
+
+- `"geometric"`: the builder returns a 3x3 matrix per image about the
+  origin; all geometric ops of a policy are composed into one warp.
+- `"resample"`: the builder resamples the image itself at displaced
+  coordinates, with the composed geometric matrix fused in (elastic
+  distortion), so every image is interpolated once.
+- `"pixel"`: the builder maps images to images.
+
+Example:
+
+>>> OPS["rotate"].unit
+'degrees'
+>>> sorted(name for name, op in OPS.items() if op.kind == "resample")
+['elastic']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Dict
+
+import tensorflow as tf
+
+from augpipe.augment import ops
+from augpipe.validation import did_you_mean
+
+KINDS = ("geometric", "resample", "pixel")
+
+
+@dataclasses.dataclass(frozen=True)
+class OpDef:
+    """One augmentation op as the policies see it.
+
+    Attributes:
+        kind: `"geometric"`, `"resample"` or `"pixel"` (see the module docs).
+        num_uniforms: how many uniform numbers per image `sample` needs.
+        sample: `(v, gate, height, width, magnitude) -> dict` of per-image
+            parameters, where `v` is a list of `num_uniforms` `(B,)` tensors
+            uniform in [-1, 1) and `magnitude` is already scaled by strength.
+            Geometric ops return identity parameters where `gate` is False.
+        build: geometric: `(params) -> (B, 3, 3)` about the origin;
+            resample: `(images, params, matrix) -> images`; pixel:
+            `(images, params, seed) -> images`.
+        magnitude: the default maximum magnitude at strength 1.
+        unit: what the magnitude means.
+        identity_params: `sample` gives unselected images parameters under
+            which `build` is the exact identity (a zero noise level, an empty
+            box). Consecutive such ops share one gated pass; the others are
+            gated one by one.
+    """
+
+    kind: str
+    num_uniforms: int
+    sample: Callable
+    build: Callable
+    magnitude: float
+    unit: str
+    identity_params: bool = False
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"Received: kind={self.kind!r}. Expected one of: {', '.join(KINDS)}.")
+
+
+def _unit(v):
+    """Maps uniforms in [-1, 1) to [0, 1)."""
+    return 0.5 * v + 0.5
+
+
+def _gated(values, gate, identity=0.0):
+    return tf.where(gate, values, identity)
+
+
+# ---------------------------------------------------------------- samplers
+# (v, gate, height, width, magnitude) -> per-image parameters
+
+
+def sample_rotate(v, gate, height, width, magnitude):
+    return {"angle": _gated(v[0] * magnitude * (math.pi / 180.0), gate)}
+
+
+def sample_scale(v, gate, height, width, magnitude):
+    return {"scale": _gated(1.0 + v[0] * magnitude, gate, 1.0)}
+
+
+def sample_shear(v, gate, height, width, magnitude):
+    return {"shear_x": _gated(v[0] * magnitude, gate), "shear_y": _gated(v[1] * magnitude, gate)}
+
+
+def sample_translate(v, gate, height, width, magnitude):
+    return {
+        "dx": _gated(v[0] * magnitude * tf.cast(width, tf.float32), gate),
+        "dy": _gated(v[1] * magnitude * tf.cast(height, tf.float32), gate),
+    }
+
+
+def sample_flip(v, gate, height, width, magnitude):
+    return {"flip": gate}
+
+
+def sample_elastic(v, gate, height, width, magnitude):
+    return {
+        "noise": tf.reshape(tf.stack(v, axis=1), (-1, 4, 4, 2)),
+        "alpha": tf.fill(tf.shape(gate), tf.cast(magnitude, tf.float32)),
+    }
+
+
+def sample_brightness(v, gate, height, width, magnitude):
+    return {"delta": _gated(v[0] * magnitude, gate)}
+
+
+def sample_contrast(v, gate, height, width, magnitude):
+    return {"factor": 1.0 + v[0] * magnitude}
+
+
+def sample_gamma(v, gate, height, width, magnitude):
+    return {"gamma": _gated(tf.exp(v[0] * magnitude), gate, 1.0)}
+
+
+def sample_noise(v, gate, height, width, magnitude):
+    return {"stddev": _gated(_unit(v[0]) * magnitude, gate)}
+
+
+def sample_erase(v, gate, height, width, magnitude):
+    area = _unit(v[0]) * magnitude
+    # Aspect ratio log-uniform in [0.3, 3.3].
+    ratio = tf.exp(0.5 * (math.log(3.3) + math.log(0.3)) + v[1] * (0.5 * (math.log(3.3) - math.log(0.3))))
+    h = tf.cast(height, tf.float32)
+    w = tf.cast(width, tf.float32)
+    box_h = _gated(tf.minimum(tf.round(tf.sqrt(area * h * w * ratio)), h), gate)
+    box_w = _gated(tf.minimum(tf.round(tf.sqrt(area * h * w / ratio)), w), gate)
+    top = tf.floor(_unit(v[2]) * (h - box_h + 1.0))
+    left = tf.floor(_unit(v[3]) * (w - box_w + 1.0))
+    return {"boxes": tf.stack([top, left, top + box_h, left + box_w], axis=1)}
+
+
+# ---------------------------------------------------------------- builders
+
+
+def build_rotate(p):
+    return ops.rotation_matrix(p["angle"], None, None)
+
+
+def build_scale(p):
+    return ops.scale_matrix(p["scale"], p["scale"], None, None)
+
+
+def build_shear(p):
+    return ops.shear_matrix(p["shear_x"], p["shear_y"], None, None)
+
+
+def build_translate(p):
+    return ops.translation_matrix(p["dx"], p["dy"])
+
+
+def build_flip_horizontal(p):
+    return ops.flip_matrix(p["flip"], tf.zeros_like(p["flip"]), None, None)
+
+
+def build_flip_vertical(p):
+    return ops.flip_matrix(tf.zeros_like(p["flip"]), p["flip"], None, None)
+
+
+def build_elastic(images, p, matrix=None):
+    return ops.elastic(images, p["noise"], p["alpha"], matrix)
+
+
+def build_brightness(images, p, seed):
+    return ops.brightness(images, p["delta"])
+
+
+def build_contrast(images, p, seed):
+    return ops.contrast(images, p["factor"])
+
+
+def build_gamma(images, p, seed):
+    return ops.gamma(images, p["gamma"])
+
+
+def build_noise(images, p, seed):
+    return ops.gaussian_noise(images, p["stddev"], seed)
+
+
+def build_erase(images, p, seed):
+    return ops.erase(images, p["boxes"])
+
+
+OPS: Dict[str, OpDef] = {
+    "rotate": OpDef(kind="geometric", num_uniforms=1, sample=sample_rotate, build=build_rotate,
+                    magnitude=25.0, unit="degrees"),
+    "scale": OpDef(kind="geometric", num_uniforms=1, sample=sample_scale, build=build_scale,
+                   magnitude=0.2, unit="relative zoom"),
+    "shear": OpDef(kind="geometric", num_uniforms=2, sample=sample_shear, build=build_shear,
+                   magnitude=0.3, unit="shear factor"),
+    "translate": OpDef(kind="geometric", num_uniforms=2, sample=sample_translate, build=build_translate,
+                       magnitude=0.15, unit="fraction of the image size"),
+    "flip_horizontal": OpDef(kind="geometric", num_uniforms=0, sample=sample_flip, build=build_flip_horizontal,
+                             magnitude=1.0, unit="unused (a flip has no magnitude)"),
+    "flip_vertical": OpDef(kind="geometric", num_uniforms=0, sample=sample_flip, build=build_flip_vertical,
+                           magnitude=1.0, unit="unused (a flip has no magnitude)"),
+    "elastic": OpDef(kind="resample", num_uniforms=32, sample=sample_elastic, build=build_elastic,
+                     magnitude=2.5, unit="peak displacement in pixels"),
+    "brightness": OpDef(kind="pixel", num_uniforms=1, sample=sample_brightness, build=build_brightness,
+                        magnitude=0.3, unit="added to [0, 1] pixels", identity_params=True),
+    "contrast": OpDef(kind="pixel", num_uniforms=1, sample=sample_contrast, build=build_contrast,
+                      magnitude=0.5, unit="relative change of contrast"),
+    "gamma": OpDef(kind="pixel", num_uniforms=1, sample=sample_gamma, build=build_gamma,
+                   magnitude=0.5, unit="log of the gamma exponent", identity_params=True),
+    "noise": OpDef(kind="pixel", num_uniforms=1, sample=sample_noise, build=build_noise,
+                   magnitude=0.1, unit="noise standard deviation on [0, 1] pixels", identity_params=True),
+    "erase": OpDef(kind="pixel", num_uniforms=4, sample=sample_erase, build=build_erase,
+                   magnitude=0.25, unit="largest erased fraction of the image area", identity_params=True),
+}
+
+
+def list_ops() -> list:
+    """The names of every op a policy can use."""
+    return sorted(OPS)
+
+
+def check_op(name: str) -> str:
+    """Returns `name` if it is an op; otherwise a ValueError that lists the ops and suggests one."""
+    if name not in OPS:
+        raise ValueError(f"Unknown op {name!r}. Valid ops: {', '.join(sorted(OPS))}.{did_you_mean(name, OPS)}")
+    return name
