@@ -7,8 +7,6 @@ import os
 import pathlib
 import tempfile
 
-import keras
-
 from augpipe.callbacks.base import StatefulCallback
 
 PANELS = (

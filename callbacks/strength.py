@@ -9,7 +9,7 @@ import keras
 
 from augpipe.validation import check_int, check_unit
 from augpipe.callbacks.base import StatefulCallback, check_not_test_key, strength_variable
-from augpipe.callbacks.schedules import Schedule, parse_schedule
+from augpipe.callbacks.schedules import parse_schedule
 
 ACCURACY_KEYS = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "acc")
 

@@ -6,7 +6,6 @@ import math
 from typing import Callable, Optional, Sequence, Union
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from augpipe.pipelines.splits import Split

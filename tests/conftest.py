@@ -32,6 +32,19 @@ def tiny_source():
 
 
 @pytest.fixture(scope="session")
+def tiny_npz(tmp_path_factory):
+    """An `npz:` source spec: 300 28x28 digits-like images, 10 classes of a bar at a class-dependent column."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(300) % 10
+    images = rng.integers(0, 40, (300, 28, 28), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        images[i, 4:24, 2 + 2 * label : 4 + 2 * label] = 255
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, x_train=images[:240], y_train=labels[:240], x_test=images[240:], y_test=labels[240:])
+    return f"npz:{path}"
+
+
+@pytest.fixture(scope="session")
 def embedded_splits():
     from augpipe.pipelines import load_source, make_splits
 

@@ -3,22 +3,9 @@
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 
 from augpipe.scripts import experiment
-
-
-@pytest.fixture(scope="module")
-def tiny_npz(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    labels = np.arange(200) % 10
-    images = rng.integers(0, 40, (200, 28, 28), dtype=np.uint8)
-    for i, label in enumerate(labels):
-        images[i, 4:24, 2 + 2 * label: 4 + 2 * label] = 255
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x_train=images[:160], y_train=labels[:160], x_test=images[160:], y_test=labels[160:])
-    return f"npz:{path}"
 
 
 def test_errors_name_options_plainly_and_the_cli_spells_them_as_flags():

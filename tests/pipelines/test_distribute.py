@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from augpipe import pipelines
 from augpipe.pipelines import distribute
 
-HELPERS = os.path.join(os.path.dirname(__file__), "helpers")
+HELPERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers")
 
 
 def run_helper(name, *args, env=None, timeout=300):
@@ -68,16 +68,6 @@ def test_bad_service_addresses_fail_fast(monkeypatch):
         distribute.through_data_service(tf.data.Dataset.range(3), "grpc://127.0.0.1:9")
     with pytest.raises(ValueError, match="processing_mode"):
         distribute.through_data_service(tf.data.Dataset.range(3), "grpc://127.0.0.1:9", processing_mode="dynamic")
-
-
-@pytest.fixture(scope="module")
-def tiny_npz(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    labels = np.arange(300) % 10
-    images = rng.integers(0, 40, (300, 28, 28), dtype=np.uint8)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x_train=images[:240], y_train=labels[:240], x_test=images[240:], y_test=labels[240:])
-    return f"npz:{path}"
 
 
 def test_run_mnist_with_local_data_service(tiny_npz, tmp_path):

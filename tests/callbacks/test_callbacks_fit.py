@@ -14,7 +14,7 @@ from augpipe import augment
 from augpipe import callbacks
 from augpipe import pipelines
 
-HELPERS = os.path.join(os.path.dirname(__file__), "helpers")
+HELPERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers")
 
 
 @pytest.fixture

@@ -9,23 +9,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from augpipe.scripts.run_mnist import main
-
-
-@pytest.fixture(scope="module")
-def tiny_npz(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    labels = np.arange(300) % 10
-    images = rng.integers(0, 40, (300, 28, 28), dtype=np.uint8)
-    for i, label in enumerate(labels):
-        images[i, 4:24, 2 + 2 * label : 4 + 2 * label] = 255  # a class-dependent bar
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x_train=images[:240], y_train=labels[:240], x_test=images[240:], y_test=labels[240:])
-    return f"npz:{path}"
 
 
 def invoke(*args):
