@@ -303,19 +303,41 @@ def service_training_stream(
     return dataset.map(gather, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
+ALL_INTERFACES_RISK = (
+    "TensorFlow's tf.data service servers listen on every network interface (there is no "
+    "bind-address option), have no authentication, and run any dataset graph a client sends: "
+    "anyone who can reach their ports can read every file this user can read."
+)
+
+
 class LocalDataService:
-    """A tf.data service dispatcher plus `num_workers` workers in this process, on loopback.
+    """A tf.data service dispatcher plus `num_workers` workers in this process (a demo).
+
+    TensorFlow binds these servers to all interfaces, so they are reachable
+    from other hosts unless a firewall stops them. The class refuses to
+    start them unless `listen_on_all_interfaces=True` says that this is
+    understood (see the README's security section).
+
+    Args:
+        num_workers: workers to start.
+        listen_on_all_interfaces: the explicit opt-in; without it, ValueError.
 
     Example:
 
-    >>> service = LocalDataService(num_workers=2)
+    >>> service = LocalDataService(num_workers=2, listen_on_all_interfaces=True)
     >>> service.target.startswith("grpc://localhost:")
     True
     >>> service.stop()
     """
 
-    def __init__(self, num_workers: int = 2):
+    def __init__(self, num_workers: int = 2, *, listen_on_all_interfaces: bool = False):
         check_int("num_workers", num_workers)
+        if listen_on_all_interfaces is not True:
+            raise ValueError(
+                f"Refusing to start a local tf.data service: {ALL_INTERFACES_RISK} Pass "
+                "listen_on_all_interfaces=True (run-mnist: --local-data-service-on-all-interfaces) "
+                "only on a machine whose ports other hosts cannot reach."
+            )
         service = tf.data.experimental.service
         self.dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
         address = self.dispatcher.target.split("://", 1)[1]
@@ -355,10 +377,15 @@ def build_training_input(
     one_hot: bool = False,
     data_service: Optional[str] = None,
     local_data_service: int = 0,
+    local_data_service_on_all_interfaces: bool = False,
     num_epochs: int = 1,
     initial_epoch: int = 0,
 ) -> TrainingInput:
-    """The training input for the chosen engine: one device, a strategy, or the tf.data service."""
+    """The training input for the chosen engine: one device, a strategy, or the tf.data service.
+
+    `local_data_service=N` starts a `LocalDataService` with N workers, which
+    needs `local_data_service_on_all_interfaces=True` (see that class).
+    """
     strategy = strategy or tf.distribute.get_strategy()
     service = None
     if data_service or local_data_service:
@@ -369,7 +396,9 @@ def build_training_input(
                 "--mixup with the tf.data service."
             )
         if local_data_service:
-            service = LocalDataService(local_data_service)
+            service = LocalDataService(
+                local_data_service, listen_on_all_interfaces=local_data_service_on_all_interfaces
+            )
             data_service = service.target
         stream = service_training_stream(
             split, batch_size=batch_size, seed=seed, one_hot=one_hot,

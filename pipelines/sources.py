@@ -14,6 +14,7 @@ import pathlib
 import socket
 import struct
 import threading
+import zipfile
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -357,38 +358,65 @@ def _find_idx_file(directory: pathlib.Path, key: str) -> pathlib.Path:
     )
 
 
+_READ_CHUNK = 1 << 20
+
+
+def _read_at_most(handle, limit: int) -> bytes:
+    """Up to `limit` bytes, read in chunks, so a lying header or a gzip bomb never sizes an allocation."""
+    chunks, size = [], 0
+    while size < limit:
+        chunk = handle.read(min(_READ_CHUNK, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def read_idx(path) -> np.ndarray:
-    """Reads one IDX file (gzipped or raw) into a numpy array, with checks."""
+    """Reads one IDX file (gzipped or raw) into a numpy array, with checks.
+
+    The header is read first; the body is read only up to the size the
+    header declares (plus one byte, to detect trailing data), in chunks, so
+    a corrupt or hostile file cannot make it allocate more than the data it
+    really holds.
+    """
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"IDX file not found: {str(path)!r}.")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            data = handle.read()
-    except (OSError, EOFError) as error:
+            head = _read_at_most(handle, 4)
+            if len(head) < 4:
+                raise ValueError(f"IDX file {str(path)!r} is too short ({len(head)} bytes) to hold a header.")
+            zero, dtype_code, ndim = struct.unpack(">HBB", head)
+            if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
+                raise ValueError(
+                    f"IDX file {str(path)!r} has a wrong magic number 0x{head.hex()}. "
+                    "Expected 0x00000801 (labels) or 0x00000803 (images) for uint8 "
+                    "MNIST-style data."
+                )
+            dims_bytes = _read_at_most(handle, 4 * ndim)
+            if len(dims_bytes) < 4 * ndim:
+                raise ValueError(f"IDX file {str(path)!r} is truncated inside its header.")
+            dims = struct.unpack(">" + "I" * ndim, dims_bytes)
+            body_size = int(np.prod(dims, dtype=np.int64))
+            if opener is open and path.stat().st_size != 4 + 4 * ndim + body_size:
+                body = b""  # checked below without reading a byte of the body
+                actual = path.stat().st_size - 4 - 4 * ndim
+            else:
+                body = _read_at_most(handle, body_size + 1)
+                actual = len(body)
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
         raise ValueError(f"Could not read IDX file {str(path)!r}: {error}.") from None
-    if len(data) < 4:
-        raise ValueError(f"IDX file {str(path)!r} is too short ({len(data)} bytes) to hold a header.")
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
+    if actual != body_size:
         raise ValueError(
-            f"IDX file {str(path)!r} has a wrong magic number 0x{data[:4].hex()}. "
-            "Expected 0x00000801 (labels) or 0x00000803 (images) for uint8 "
-            "MNIST-style data."
-        )
-    header_size = 4 + 4 * ndim
-    if len(data) < header_size:
-        raise ValueError(f"IDX file {str(path)!r} is truncated inside its header.")
-    dims = struct.unpack(">" + "I" * ndim, data[4:header_size])
-    expected = int(np.prod(dims)) + header_size
-    if len(data) != expected:
-        raise ValueError(
-            f"IDX file {str(path)!r} has {len(data)} bytes but its header "
-            f"declares dimensions {dims}, which need {expected} bytes. The "
+            f"IDX file {str(path)!r} holds {actual}{'+' if actual > body_size else ''} data bytes but its "
+            f"header declares dimensions {dims}, which need {body_size}. The "
             "file is truncated or corrupt; download it again."
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(dims)
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
 def load_idx(directory) -> Source:
@@ -429,6 +457,7 @@ def load_npz(path) -> Source:
             "x_train, y_train, x_test, y_test (Keras' mnist.npz layout)."
         )
     try:
+        # Never allow_pickle: a pickle in a data file can run any code.
         with np.load(file, allow_pickle=False) as data:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in data]
             if missing:
@@ -437,8 +466,19 @@ def load_npz(path) -> Source:
                     f"{sorted(data.files)}; expected x_train, y_train, x_test, y_test."
                 )
             arrays = {k: data[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except (OSError, EOFError) as error:
-        raise ValueError(f"Could not read npz file {str(file)!r}: {error}.") from None
+    except ValueError as error:
+        if "allow_pickle" not in str(error):
+            raise
+        raise ValueError(
+            f"npz file {str(file)!r} holds object (pickled) arrays. augpipe never loads pickles, which "
+            "can run arbitrary code. Save plain numeric arrays (np.savez with uint8 or float images and "
+            "integer labels)."
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"Could not read npz file {str(file)!r} ({type(error).__name__}: {error}). Expected a zip "
+            "archive written by np.savez or np.savez_compressed; the file is truncated or not an npz."
+        ) from None
     return Source.from_arrays(
         arrays["x_train"],
         arrays["y_train"],

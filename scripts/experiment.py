@@ -81,6 +81,7 @@ class ExperimentConfig:
     strategy: str = "default"
     data_service: Optional[str] = None
     local_data_service: int = 0
+    local_data_service_on_all_interfaces: bool = False
 
     def options(self) -> dict:
         return dataclasses.asdict(self)
@@ -193,6 +194,12 @@ def check_config(config: ExperimentConfig) -> None:
             distribute.parse_service_address(config.data_service)
         except ValueError as error:
             raise ConfigError(f"<data_service>: {error}") from None
+    if config.local_data_service and not config.local_data_service_on_all_interfaces:
+        raise ConfigError(
+            f"<local_data_service> refused: {distribute.ALL_INTERFACES_RISK} Add "
+            "<local_data_service_on_all_interfaces> to run the demo anyway, only on a machine whose "
+            "ports other hosts cannot reach (see the README's security section)."
+        )
     if (config.data_service or config.local_data_service) and (config.placement == "host" or config.mixup):
         raise ConfigError(
             "The tf.data service cannot run host-side augmentation or MixUp/CutMix: its workers "
@@ -247,6 +254,12 @@ def open_run_dir(config: ExperimentConfig, explicit: Optional[set] = None) -> tu
     config = dataclasses.replace(config, run_dir=str(run_dir))
     if config.resume:
         return resolve_resume(config, run_dir, explicit), run_dir
+    if run_dir.is_symlink() and config.overwrite:
+        # Deleting through a link would empty a directory somewhere else.
+        raise ConfigError(
+            f"<overwrite> refused: {str(run_dir)!r} is a symbolic link (to {str(run_dir.resolve())!r}). "
+            "augpipe never deletes through a link: remove the link, or give the real directory as <run_dir>."
+        )
     if run_dir.exists() and any(run_dir.iterdir()):
         if not config.overwrite:
             raise ConfigError(
@@ -258,6 +271,7 @@ def open_run_dir(config: ExperimentConfig, explicit: Optional[set] = None) -> tu
                 f"<overwrite> refused: {str(run_dir)!r} has no config.json, so it does not look "
                 "like a run directory. Remove it yourself or choose another <run_dir>."
             )
+        # rmtree unlinks symbolic links inside the directory; it never follows them out of it.
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return config, run_dir
@@ -403,6 +417,7 @@ def build_inputs(config: ExperimentConfig, data: Data, parts: ModelParts, strate
             one_hot=config.mixup,
             data_service=config.data_service,
             local_data_service=config.local_data_service,
+            local_data_service_on_all_interfaces=config.local_data_service_on_all_interfaces,
             num_epochs=config.epochs,
             initial_epoch=initial_epoch,
         )
@@ -521,7 +536,7 @@ def write_report(config: ExperimentConfig, run_dir: pathlib.Path, data: Data, pa
     best_path = run_dir / "best.keras"
     if not best_path.is_file():
         parts.model.save(best_path)
-    best = keras.models.load_model(best_path)
+    best = load_best_model(best_path)
     loss, metrics = _loss_and_metrics(config.mixup)
     best.compile(loss=loss, metrics=metrics)
     test_results = best.evaluate(inputs.test, verbose=0, return_dict=True)
@@ -545,6 +560,24 @@ def write_report(config: ExperimentConfig, run_dir: pathlib.Path, data: Data, pa
     }
     callbacks.atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=_json_default))
     return report
+
+
+def load_best_model(path) -> keras.Model:
+    """Loads a `.keras` file with Keras' safe mode on (augpipe never turns it off).
+
+    Safe mode refuses to deserialize Python code (a `Lambda` layer's
+    function), which could run anything; such a file is refused with a
+    `RunError`.
+    """
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except ValueError as error:
+        if "safe_mode" not in str(error) and "Lambda" not in str(error):
+            raise
+        raise RunError(
+            f"refused to load {str(path)!r}: it holds Python code (a Lambda layer), which Keras' safe mode "
+            "does not deserialize and augpipe never enables. Rebuild the model without Lambda layers."
+        ) from None
 
 
 # ----------------------------------------------------------------------------

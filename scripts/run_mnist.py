@@ -37,7 +37,10 @@ STRENGTH_HELP = (
               help="tf.distribute strategy; multiworker reads TF_CONFIG.")
 @click.option("--data-service", default=None, help="Send the input pipeline through a tf.data service: grpc://HOST:PORT.")
 @click.option("--local-data-service", type=click.IntRange(min=0), default=0,
-              help="Start a local tf.data service with N workers for this run (a demo).")
+              help="Start a local tf.data service with N workers for this run (a demo; needs the next flag).")
+@click.option("--local-data-service-on-all-interfaces", is_flag=True,
+              help="Accept that the local tf.data service listens on every interface, unauthenticated "
+                   "(TensorFlow has no bind-address option). Only where other hosts cannot reach this machine.")
 @click.pass_context
 def main(ctx, **options):
     """Train a digit classifier end to end and leave a complete run directory.

@@ -5,6 +5,7 @@ import os
 import pathlib
 import pkgutil
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -38,12 +39,16 @@ def test_package_exposes_version_and_the_three_libraries():
 
 @pytest.mark.slow
 def test_wheel_holds_augpipe_and_nothing_else_at_top_level(tmp_path):
+    # Build from a copy: an in-tree build would leave build/ and *.egg-info in the checkout.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "runs", "*.egg-info", "__pycache__", ".pytest_cache"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(tmp_path), str(ROOT)],
+         "--wheel-dir", str(tmp_path / "wheels"), str(source)],
         check=True, capture_output=True, env=_subprocess_env(),
     )
-    (wheel,) = tmp_path.glob("augpipe-*.whl")
+    (wheel,) = (tmp_path / "wheels").glob("augpipe-*.whl")
     top = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
     assert {name for name in top if not name.endswith(".dist-info")} == {"augpipe"}
     names = set(zipfile.ZipFile(wheel).namelist())

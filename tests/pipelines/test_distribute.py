@@ -37,7 +37,7 @@ def test_mirrored_matches_single_device_and_strength_reaches_replicas():
 def local_service():
     # Not stopped: a worker's stop waits out its heartbeat (about 20 s); the
     # servers end with the test process.
-    return distribute.LocalDataService(num_workers=2)
+    return distribute.LocalDataService(num_workers=2, listen_on_all_interfaces=True)
 
 
 def test_data_service_distributed_epoch_yields_each_element_once(local_service):
@@ -76,7 +76,8 @@ def test_run_mnist_with_local_data_service(tiny_npz, tmp_path):
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(
         main, ["--source", tiny_npz, "--model", "mlp", "--epochs", "1", "--batch-size", "32",
-               "--local-data-service", "2", "--run-dir", str(run_dir), "--quiet"],
+               "--local-data-service", "2", "--local-data-service-on-all-interfaces",
+               "--run-dir", str(run_dir), "--quiet"],
     )
     assert result.exit_code == 0, result.output
     report = json.loads((run_dir / "report.json").read_text())
@@ -93,7 +94,8 @@ def test_run_mnist_bad_data_service(tiny_npz, tmp_path):
     assert result.exit_code == 1 and "No tf.data service dispatcher" in result.stderr
     result = CliRunner().invoke(main, ["--data-service", "localhost", "--run-dir", str(tmp_path / "b")])
     assert result.exit_code == 2 and "Expected grpc://HOST:PORT" in result.output
-    result = CliRunner().invoke(main, ["--local-data-service", "2", "--placement", "host", "--run-dir", str(tmp_path / "c")])
+    result = CliRunner().invoke(main, ["--local-data-service", "2", "--local-data-service-on-all-interfaces",
+                                       "--placement", "host", "--run-dir", str(tmp_path / "c")])
     assert result.exit_code == 2 and "cannot read the trainer's strength" in result.output
 
 

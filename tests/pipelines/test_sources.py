@@ -172,7 +172,7 @@ def test_idx_wrong_magic(tmp_path):
 def test_idx_size_mismatch(tmp_path):
     path = tmp_path / "x-idx3-ubyte"
     write_idx(path, np.zeros((2, 4, 4)), truncate=5)
-    with pytest.raises(ValueError, match=r"has 43 bytes but its header declares dimensions \(2, 4, 4\), which need 48"):
+    with pytest.raises(ValueError, match=r"holds 27 data bytes but its header declares dimensions \(2, 4, 4\), which need 32"):
         read_idx(path)
 
 
