@@ -7,10 +7,12 @@ from augpipe.callbacks.lr import LearningRateControl, MultiplierSchedule, instal
 from augpipe.callbacks.monitors import ThroughputMonitor
 from augpipe.callbacks.safety import EpochLine, GracefulInterrupt, NonFiniteLossError, StopOnNonFiniteLoss
 from augpipe.callbacks.schedules import Schedule, constant, cosine, linear, parse_schedule, step
+from augpipe.callbacks.stopping import EarlyStopping
 from augpipe.callbacks.strength import AdaptiveStrength, StrengthSchedule
 
 __all__ = [
     "AdaptiveStrength",
+    "EarlyStopping",
     "EpochLine",
     "GracefulInterrupt",
     "LearningRateControl",

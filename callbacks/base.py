@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -115,6 +116,52 @@ class StatefulCallback(keras.callbacks.Callback):
             return
         payload = {"epoch": int(next_epoch), "state": self.get_state()}
         atomic_write_text(path, json.dumps(_json_safe(payload), indent=1, sort_keys=True))
+
+
+TEST_PREFIX = "test_"
+
+
+class LogsWithoutTestKeys(dict):
+    """Epoch logs with the held-out `test_*` keys taken out; asking for one raises a clear error."""
+
+    prefix = TEST_PREFIX
+
+    def __missing__(self, key):
+        if str(key).startswith(self.prefix):
+            raise ValueError(
+                f"{key!r} is a held-out test key, and augpipe hides those from every function it calls "
+                "with the logs (strength signals, plateau monitors), so the test set cannot steer "
+                f"training. Use the matching 'val_{str(key)[len(self.prefix):]}' instead."
+            )
+        raise KeyError(key)
+
+
+def without_test_keys(logs, prefix: str = TEST_PREFIX) -> dict:
+    """A copy of `logs` without the held-out `prefix*` keys: what augpipe hands any user callable.
+
+    >>> view = without_test_keys({"loss": 0.3, "val_loss": 0.4, "test_loss": 0.5})
+    >>> dict(view)
+    {'loss': 0.3, 'val_loss': 0.4}
+    >>> view["test_loss"]
+    Traceback (most recent call last):
+    ...
+    ValueError: 'test_loss' is a held-out test key, and augpipe hides those ...
+    """
+    return LogsWithoutTestKeys({key: value for key, value in (logs or {}).items() if not str(key).startswith(prefix)})
+
+
+def find_sibling_callbacks(callback) -> Optional[list]:
+    """The callbacks of the running `fit`, found from the calling `CallbackList` (None outside one)."""
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, keras.callbacks.CallbackList) and callback in owner.callbacks:
+                return list(owner.callbacks)
+            frame = frame.f_back
+    finally:
+        del frame
+    return None
 
 
 def strength_variable(target):

@@ -2,52 +2,61 @@
 
 from __future__ import annotations
 
-import inspect
 import math
+import warnings
 from typing import Iterable, Optional
 
 import keras
 
-from augpipe.callbacks.base import StatefulCallback
+from augpipe.callbacks.base import StatefulCallback, find_sibling_callbacks
 from augpipe.validation import check_int
 
 _NAN = float("nan")
+# Callbacks that only record the logs: they may hold `test_*` names.
+_RECORDERS = (
+    keras.callbacks.CSVLogger,
+    keras.callbacks.TensorBoard,
+    keras.callbacks.History,
+    keras.callbacks.ProgbarLogger,
+)
 
 
-def monitored_keys(callback) -> list:
-    """The log keys a callback makes decisions on."""
+def monitored_keys(callback, prefix: str = "test_") -> list:
+    """The log keys a callback may make decisions on.
+
+    Its `monitor` and `monitored_keys`, and every other attribute whose value
+    is a `prefix*` string (or a list or tuple holding one): a custom callback
+    that keeps its key under another name (`self.key = "test_accuracy"`) is
+    caught too. A callback that reads `logs["test_..."]` with the name
+    written in its code cannot be seen; see docs/callbacks.md.
+    """
     keys = []
     monitor = getattr(callback, "monitor", None)
     if isinstance(monitor, str):
         keys.append(monitor)
     keys.extend(getattr(callback, "monitored_keys", []) or [])
+    if isinstance(callback, (ScheduledEvaluation,) + _RECORDERS):
+        return keys
+    for name, value in vars(callback).items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        keys.extend(
+            v for v in values
+            # A metric name, not a file name that happens to start with the prefix.
+            if isinstance(v, str) and v.startswith(prefix) and "." not in v and "/" not in v and v not in keys
+        )
     return keys
 
 
 def check_no_test_monitor(callbacks: Iterable, prefix: str = "test_") -> None:
     """Raises if any callback monitors a `prefix*` key."""
     for callback in callbacks:
-        for key in monitored_keys(callback):
+        for key in monitored_keys(callback, prefix):
             if isinstance(key, str) and key.startswith(prefix):
                 raise ValueError(
                     f"{type(callback).__name__} monitors {key!r}, a held-out test key. The test "
                     "set must never steer training (early stopping, checkpoint choice, LR). "
                     f"Monitor the matching 'val_{key[len(prefix):]}' instead."
                 )
-
-
-def _sibling_callbacks(callback) -> Optional[list]:
-    """The callbacks of the running `fit`, found from the calling CallbackList."""
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            owner = frame.f_locals.get("self")
-            if isinstance(owner, keras.callbacks.CallbackList) and callback in owner.callbacks:
-                return list(owner.callbacks)
-            frame = frame.f_back
-    finally:
-        del frame
-    return None
 
 
 class ScheduledEvaluation(StatefulCallback):
@@ -107,8 +116,16 @@ class ScheduledEvaluation(StatefulCallback):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        siblings = _sibling_callbacks(self)
-        if siblings is not None:
+        siblings = find_sibling_callbacks(self)
+        if siblings is None:
+            warnings.warn(
+                "ScheduledEvaluation could not find the other callbacks of this fit (it was not called "
+                "from a keras CallbackList), so it cannot check that none of them monitors a "
+                f"'{self.prefix}*' key. Pass it in fit(callbacks=[...]).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
             check_no_test_monitor(siblings, self.prefix)
 
     def should_evaluate(self, epoch: int) -> bool:

@@ -8,18 +8,22 @@ from typing import Optional
 import keras
 import numpy as np
 
-from augpipe.callbacks.base import StatefulCallback, check_not_test_key
+from augpipe.callbacks.base import StatefulCallback, check_not_test_key, find_sibling_callbacks, without_test_keys
 from augpipe.validation import check_int
 
 
 @keras.saving.register_keras_serializable(package="augpipe")
 class MultiplierSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """`base(step) * multiplier`, where `multiplier` is a variable.
+    """`base(step) * scale * multiplier`, where `scale` and `multiplier` are variables.
 
     `base` is a float or any `LearningRateSchedule`; it is never modified.
-    Assigning the multiplier changes the learning rate at once, with no
-    retrace. `LearningRateControl` installs one on the optimizer if the
-    optimizer does not have one yet.
+    `base(step) * scale` is the *base rate*: what Keras' own
+    `LearningRateScheduler` and `ReduceLROnPlateau` read and set when they
+    run beside `LearningRateControl` (`set_base_rate` changes `scale`).
+    `multiplier` is augpipe's warmup, cosine and plateau factor. Assigning
+    either changes the learning rate at once, with no retrace.
+    `LearningRateControl` installs one on the optimizer if the optimizer
+    does not have one yet.
 
     Example:
 
@@ -30,25 +34,84 @@ class MultiplierSchedule(keras.optimizers.schedules.LearningRateSchedule):
     0.0005
     """
 
-    def __init__(self, base, multiplier: float = 1.0):
+    def __init__(self, base, multiplier: float = 1.0, scale: float = 1.0):
         if isinstance(base, dict):
             base = keras.optimizers.schedules.deserialize(base)
         self.base = base
         self.multiplier = keras.Variable(float(multiplier), trainable=False, dtype="float32", name="lr_multiplier")
+        self.scale = keras.Variable(float(scale), trainable=False, dtype="float32", name="lr_base_scale")
 
     def base_value(self, step):
+        """`base(step)`, without the scale or the multiplier."""
         if isinstance(self.base, keras.optimizers.schedules.LearningRateSchedule):
             return self.base(step)
         return keras.ops.convert_to_tensor(float(self.base), dtype="float32")
 
+    def base_rate(self, step):
+        """`base(step) * scale`: the rate before augpipe's multiplier."""
+        return keras.ops.cast(self.base_value(step), "float32") * self.scale
+
+    def set_base_rate(self, rate, step) -> None:
+        """Makes the base rate at `step` equal `rate` (by setting `scale`)."""
+        unscaled = float(np.asarray(keras.ops.convert_to_numpy(self.base_value(step))))
+        if not unscaled > 0:
+            raise ValueError(f"Cannot set the base rate to {rate!r}: base(step) is {unscaled!r}, not > 0.")
+        self.scale.assign(float(rate) / unscaled)
+
     def __call__(self, step):
-        return keras.ops.cast(self.base_value(step), "float32") * self.multiplier
+        return self.base_rate(step) * self.multiplier
 
     def get_config(self):
         base = self.base
         if isinstance(base, keras.optimizers.schedules.LearningRateSchedule):
             base = keras.optimizers.schedules.serialize(base)
-        return {"base": base, "multiplier": float(np.asarray(self.multiplier.numpy()))}
+        return {
+            "base": base,
+            "multiplier": float(np.asarray(self.multiplier.numpy())),
+            "scale": float(np.asarray(self.scale.numpy())),
+        }
+
+
+class _BaseRateOptimizerView:
+    """The optimizer as Keras' LR callbacks see it beside `LearningRateControl`: `learning_rate` is the base rate."""
+
+    def __init__(self, optimizer, schedule: MultiplierSchedule):
+        object.__setattr__(self, "_optimizer", optimizer)
+        object.__setattr__(self, "_schedule", schedule)
+
+    @property
+    def learning_rate(self):
+        return self._schedule.base_rate(self._optimizer.iterations)
+
+    @learning_rate.setter
+    def learning_rate(self, rate):
+        self._schedule.set_base_rate(rate, self._optimizer.iterations)
+
+    def __getattr__(self, name):
+        return getattr(self._optimizer, name)
+
+    def __setattr__(self, name, value):
+        if name == "learning_rate":  # a custom __setattr__ bypasses the property's setter
+            type(self).learning_rate.fset(self, value)
+        else:
+            setattr(self._optimizer, name, value)
+
+
+class _ModelView:
+    """The model, with its optimizer seen through `_BaseRateOptimizerView`; everything else forwarded."""
+
+    def __init__(self, model, optimizer_view):
+        object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "optimizer", optimizer_view)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._model, name, value)
+
+
+KERAS_LR_CALLBACKS = (keras.callbacks.LearningRateScheduler, keras.callbacks.ReduceLROnPlateau)
 
 
 def install_multiplier(optimizer) -> MultiplierSchedule:
@@ -86,17 +149,28 @@ class LearningRateControl(StatefulCallback):
       epochs, `plateau_factor *= factor` (not below `min_lr`), then
       `cooldown` epochs without counting.
 
-    Keras' own `ReduceLROnPlateau` refuses to run on an optimizer that has a
-    schedule; this callback composes with it.
+    Keras' own `LearningRateScheduler` and `ReduceLROnPlateau` keep working
+    beside it, in any position in the callback list: while this callback is
+    installed they read and set the *base rate* (`base(step) * scale`, see
+    `MultiplierSchedule`), which the multiplier then scales. So a scheduler's
+    steps and a plateau's cuts change the base, warmup and cosine shape it,
+    and `learning_rate` in the logs is the rate actually used in the epoch
+    (this callback corrects the value those callbacks log). Their `min_lr`
+    bounds the base rate. On their own (without this callback) augpipe does
+    not touch them. The plain Keras route fails here: an optimizer whose
+    rate is a schedule refuses `optimizer.learning_rate = x`
+    (tensorflow/tensorflow#36612).
 
     Coordination with augmentation (`strength_controller`, an
     `AdaptiveStrength`): on a plateau, if the strength is below its max it is
     raised by `strength_step` first and the patience count starts again; the
     learning rate is cut only if the plateau persists.
 
-    Writes `learning_rate` (the effective rate at the end of the epoch),
-    `lr_multiplier` and `lr_plateau_wait` to `logs`. With `state_dir` the
-    plateau counters and factor resume exactly.
+    Writes `learning_rate` (the rate used in the epoch), `lr_multiplier` and
+    `lr_plateau_wait` to `logs`. On an epoch without validation
+    (`validation_freq > 1`) a `val_*` monitor is absent: the plateau state
+    holds and `lr_plateau_wait` is NaN. With `state_dir` the plateau
+    counters and factor resume exactly.
 
     Put it before `BackupAndRestore` in the callback list, or build the
     optimizer with a `MultiplierSchedule`, so the optimizer's variables look
@@ -169,6 +243,9 @@ class LearningRateControl(StatefulCallback):
         self.strength_step = float(strength_step)
         self.verbose = verbose
         self.schedule = None
+        self._adapted = []
+        self._rate_epoch = None
+        self._rate = None
         self.reset()
 
     def reset(self):
@@ -182,6 +259,8 @@ class LearningRateControl(StatefulCallback):
 
     def get_state(self):
         return {
+            # The base-rate scale that Keras' LearningRateScheduler/ReduceLROnPlateau set, if any.
+            "base_scale": float(np.asarray(self.schedule.scale.numpy())) if self.schedule is not None else 1.0,
             "plateau_factor": self.plateau_factor,
             "best": self.best,
             "wait": self.wait,
@@ -192,6 +271,10 @@ class LearningRateControl(StatefulCallback):
         }
 
     def set_state(self, state):
+        state = dict(state)
+        scale = state.pop("base_scale", 1.0)
+        if self.schedule is not None:
+            self.schedule.scale.assign(float(scale))
         for key, value in state.items():
             setattr(self, key, value)
 
@@ -258,13 +341,51 @@ class LearningRateControl(StatefulCallback):
         if not already and getattr(self.model, "train_function", None) is not None:
             # The train step may have been traced with the old learning rate.
             self.model.make_train_function(force=True)
+        self._rate_epoch = None
+        self._adapt_keras_lr_callbacks(find_sibling_callbacks(self) or [])
+
+    def _adapt_keras_lr_callbacks(self, siblings) -> None:
+        """Lets Keras' LearningRateScheduler and ReduceLROnPlateau read and set the base rate."""
+        self._release_keras_lr_callbacks()
+        view = _ModelView(self.model, _BaseRateOptimizerView(self.model.optimizer, self.schedule))
+        for callback in siblings:
+            if not isinstance(callback, KERAS_LR_CALLBACKS):
+                continue
+            original = callback.on_epoch_end
+
+            def on_epoch_end(epoch, logs=None, _original=original):
+                rate = self._rate_used(epoch)
+                _original(epoch, logs)
+                if logs is not None:
+                    logs["learning_rate"] = rate  # they logged the base rate
+
+            callback.on_epoch_end = on_epoch_end
+            callback.set_model(view)
+            self._adapted.append(callback)
+
+    def _release_keras_lr_callbacks(self) -> None:
+        for callback in self._adapted:
+            callback.__dict__.pop("on_epoch_end", None)
+            callback.set_model(self.model)
+        self._adapted = []
+
+    def on_train_end(self, logs=None):
+        self._release_keras_lr_callbacks()
+
+    def _rate_used(self, epoch: int) -> float:
+        """The epoch's learning rate, read once at its end, before any plateau cut changes it."""
+        if self._rate_epoch != epoch:
+            step = self.model.optimizer.iterations
+            self._rate = float(np.asarray(keras.ops.convert_to_numpy(self.schedule(step))))
+            self._rate_epoch = epoch
+        return self._rate
 
     def _total_epochs(self):
         return self.total_epochs or (self.params or {}).get("epochs") or 1
 
     def _base_lr_now(self) -> float:
         step = self.model.optimizer.iterations
-        return float(np.asarray(keras.ops.convert_to_numpy(self.schedule.base_value(step))))
+        return float(np.asarray(keras.ops.convert_to_numpy(self.schedule.base_rate(step))))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.restore_for_epoch(epoch)
@@ -274,16 +395,24 @@ class LearningRateControl(StatefulCallback):
         base_lr = self._base_lr_now()
         multiplier = float(np.asarray(self.schedule.multiplier.numpy()))
         if logs is not None:
-            logs["learning_rate"] = base_lr * multiplier
+            logs["learning_rate"] = self._rate_used(epoch)
             logs["lr_multiplier"] = multiplier
         decision = "none"
         if self.patience is not None:
-            if logs is None or self.monitor not in logs:
+            visible = without_test_keys(logs)
+            validated = any(key.startswith("val_") for key in visible)
+            if self.monitor not in visible and self.monitor.startswith("val_") and not validated:
+                # No validation this epoch (validation_freq > 1): hold the plateau state.
+                if logs is not None:
+                    logs["lr_plateau_wait"] = float("nan")
+                self.save_state(epoch + 1)
+                return
+            if self.monitor not in visible:
                 raise ValueError(
                     f"LearningRateControl monitors {self.monitor!r}, which is not in the epoch logs "
-                    f"(they have {sorted(logs or {})}). Pass validation_data to fit or change `monitor`."
+                    f"(they have {sorted(visible)}). Pass validation_data to fit or change `monitor`."
                 )
-            decision = self.plateau_step(float(logs[self.monitor]), base_lr)
+            decision = self.plateau_step(float(visible[self.monitor]), base_lr)
             if logs is not None:
                 logs["lr_plateau_wait"] = self.wait
         if self.verbose and decision in ("cut_lr", "raise_strength"):

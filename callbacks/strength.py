@@ -8,7 +8,7 @@ from typing import Callable, Optional, Union
 import keras
 
 from augpipe.validation import check_int, check_unit
-from augpipe.callbacks.base import StatefulCallback, check_not_test_key, strength_variable
+from augpipe.callbacks.base import StatefulCallback, check_not_test_key, strength_variable, without_test_keys
 from augpipe.callbacks.schedules import parse_schedule
 
 ACCURACY_KEYS = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "acc")
@@ -99,7 +99,10 @@ class AdaptiveStrength(StatefulCallback):
     over. These were tuned on `run-mnist` (README, Results).
 
     Writes `aug_strength` (the strength used in the epoch) and `aug_signal` to
-    `logs`. With `state_dir`, the integrator resumes exactly.
+    `logs`. On an epoch without validation (`fit(..., validation_freq=N)`)
+    the signal is NaN and the strength holds. A callable `signal` receives
+    the logs without any `test_*` key, so the held-out set cannot steer it.
+    With `state_dir`, the integrator resumes exactly.
 
     Args:
         target: an `augment.Augment` layer or its strength variable.
@@ -187,7 +190,11 @@ class AdaptiveStrength(StatefulCallback):
         self.last_signal = float(state["last_signal"])
 
     def compute_signal(self, logs: dict) -> float:
-        logs = logs or {}
+        """The epoch's overfitting signal; NaN on an epoch without validation (`validation_freq > 1`).
+
+        A callable signal receives the logs without any `test_*` key.
+        """
+        logs = without_test_keys(logs)
         if callable(self.signal):
             return float(self.signal(logs))
         if self.signal == "loss_ratio":
@@ -196,6 +203,9 @@ class AdaptiveStrength(StatefulCallback):
             train_key = next((k for k in ACCURACY_KEYS if k in logs), None)
             keys = (train_key or "accuracy", f"val_{train_key or 'accuracy'}")
         missing = [k for k in keys if k not in logs]
+        validated = any(k.startswith("val_") for k in logs)
+        if missing and not validated and all(k.startswith("val_") for k in missing):
+            return float("nan")  # no validation this epoch (validation_freq > 1): hold the strength
         if missing:
             raise ValueError(
                 f"AdaptiveStrength(signal={self.signal!r}) needs {list(keys)} in the epoch logs, "

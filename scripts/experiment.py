@@ -466,7 +466,8 @@ def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: Mode
         found.append(callbacks.StrengthSchedule(parts.augment_layer, callbacks.constant(0.0)))
     found += [callbacks.StopOnNonFiniteLoss(), callbacks.GracefulInterrupt(verbose=0 if config.quiet else 1)]
     if config.patience:
-        found.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience))
+        found.append(callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience,
+                                             state_dir=backup_dir))
     previous_best = [
         float(r["val_accuracy"]) for r in read_log(run_dir / "log.csv") if r.get("val_accuracy") not in (None, "")
     ]

@@ -73,8 +73,13 @@ def test_adaptive_strength_loss_ratio_and_errors():
     controller.on_epoch_begin(0)
     controller.on_epoch_end(0, {"loss": 0.1, "val_loss": 0.2})
     assert float(variable.numpy()) == pytest.approx(0.25)
+    # An epoch without validation holds the strength and logs a NaN signal.
+    logs = {"loss": 0.1}
+    controller.on_epoch_end(1, logs)
+    assert math.isnan(logs["aug_signal"]) and float(variable.numpy()) == pytest.approx(0.25)
+    # Validation ran but the needed key is not there: a configuration error.
     with pytest.raises(ValueError, match=r"needs \['loss', 'val_loss'\].*pass validation_data"):
-        controller.on_epoch_end(1, {"loss": 0.1})
+        controller.on_epoch_end(2, {"loss": 0.1, "val_accuracy": 0.5})
     with pytest.raises(ValueError, match="Expected 'accuracy_gap', 'loss_ratio' or a callable"):
         callbacks.AdaptiveStrength(variable, signal="gap")
     with pytest.raises(ValueError, match=r"min_strength=0.8 > max_strength=0.2"):

@@ -50,3 +50,20 @@ def test_resume_returns_the_saved_options_in_a_new_config(tiny_npz, tmp_path):
     assert again.model == "cnn"  # unchanged
     with pytest.raises(experiment.ConfigError, match="`resume` cannot change `model`"):
         experiment.open_run_dir(dataclasses.replace(again, model="cnn"), explicit={"model", "resume", "run_dir"})
+
+
+def test_reported_test_accuracy_is_the_count_of_correct_predictions(tiny_npz, tmp_path):
+    import keras
+    import numpy as np
+
+    import augpipe  # noqa: F401  (registers the custom objects best.keras needs)
+    from augpipe import pipelines
+
+    config = experiment.ExperimentConfig(source=tiny_npz, model="mlp", epochs=3, batch_size=32, quiet=True,
+                                         tensorboard=False, run_dir=str(tmp_path / "run"))
+    report, run_dir = experiment.run_experiment(config)
+    splits = pipelines.make_splits(pipelines.load_source(tiny_npz), seed=config.seed)
+    model = keras.models.load_model(run_dir / "best.keras")
+    predictions = model.predict(splits.test.images, batch_size=64, verbose=0).argmax(-1)
+    correct = int((predictions == splits.test.labels).sum())
+    assert report["test_accuracy"] == pytest.approx(correct / len(splits.test.labels), abs=1e-9)
