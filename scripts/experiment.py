@@ -23,10 +23,13 @@ the caller: `name` for Python, `--name` for the `run-mnist` command
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import fcntl
 import json
 import math
+import os
 import pathlib
 import platform
 import re
@@ -213,7 +216,66 @@ def check_config(config: ExperimentConfig) -> None:
 
 
 def default_run_dir() -> pathlib.Path:
-    return pathlib.Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    """`runs/<timestamp>-<pid>`: two runs started in the same second never share a default name."""
+    return pathlib.Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+
+
+def is_augpipe_run(run_dir: pathlib.Path) -> bool:
+    """True when `run_dir/config.json` is one augpipe wrote: its options, and versions naming augpipe."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(saved, dict)
+        and isinstance(saved.get("options"), dict)
+        and isinstance(saved.get("versions"), dict)
+        and "augpipe" in saved["versions"]
+        and "splits" in saved
+    )
+
+
+def _lock_path(run_dir: pathlib.Path) -> pathlib.Path:
+    # Beside the directory, not in it: replacing the directory must not drop the lock.
+    return run_dir.parent / f".{run_dir.name}.lock"
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: pathlib.Path):
+    """Holds an exclusive lock on `run_dir` for one run (an flock, which a dead process releases).
+
+    Raises `ConfigError` naming the process that holds it.
+    """
+    path = _lock_path(run_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError as error:
+        raise RunError(f"cannot use <run_dir> {str(run_dir)!r}: {_describe(error)}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(
+                f"Run directory {str(run_dir)!r} is in use by process {holder}. Wait for it to end, "
+                "or choose another <run_dir>."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the flock
+
+
+def _describe(error: OSError) -> str:
+    """One line for an OSError: what failed, on which file."""
+    reason = error.strerror or str(error)
+    where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+    return f"{reason}{where}"
 
 
 def resolve_resume(config: ExperimentConfig, run_dir: pathlib.Path, explicit: Optional[set] = None) -> ExperimentConfig:
@@ -260,21 +322,44 @@ def open_run_dir(config: ExperimentConfig, explicit: Optional[set] = None) -> tu
             f"<overwrite> refused: {str(run_dir)!r} is a symbolic link (to {str(run_dir.resolve())!r}). "
             "augpipe never deletes through a link: remove the link, or give the real directory as <run_dir>."
         )
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"<run_dir> {str(run_dir)!r} is a file, not a directory. Choose another <run_dir>.")
+    blocked = next((p for p in run_dir.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise ConfigError(f"<run_dir> {str(run_dir)!r} is below {str(blocked)!r}, which is a file. "
+                          "Choose another <run_dir>.")
     if run_dir.exists() and any(run_dir.iterdir()):
         if not config.overwrite:
             raise ConfigError(
                 f"Run directory {str(run_dir)!r} already exists. Pass <resume> to continue it, "
                 "<overwrite> to replace it, or choose another <run_dir>."
             )
-        if not (run_dir / "config.json").is_file():
+        if not is_augpipe_run(run_dir):
             raise ConfigError(
-                f"<overwrite> refused: {str(run_dir)!r} has no config.json, so it does not look "
-                "like a run directory. Remove it yourself or choose another <run_dir>."
+                f"<overwrite> refused: {str(run_dir)!r} has no config.json written by augpipe, so it does "
+                "not look like a run directory. Remove it yourself or choose another <run_dir>."
             )
-        # rmtree unlinks symbolic links inside the directory; it never follows them out of it.
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     return config, run_dir
+
+
+def prepare_run_dir(config: ExperimentConfig, run_dir: pathlib.Path) -> bool:
+    """Stage 2b, once the data is loaded: makes the directory ready for the run's first file.
+
+    With `overwrite`, the old run is replaced only now (moved aside with one
+    rename, then removed), so a run that fails earlier (a missing data file,
+    say) leaves it untouched. Returns True if the directory was created here.
+    """
+    try:
+        if config.overwrite and not config.resume and run_dir.is_dir() and any(run_dir.iterdir()):
+            aside = run_dir.parent / f".{run_dir.name}.replaced-{os.getpid()}"
+            os.replace(run_dir, aside)
+            # rmtree unlinks symbolic links inside the directory; it never follows them out of it.
+            shutil.rmtree(aside)
+        created = not run_dir.exists()
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunError(f"cannot prepare <run_dir> {str(run_dir)!r}: {_describe(error)}") from None
+    return created
 
 
 def package_versions() -> dict:
@@ -602,23 +687,41 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None,
     config, run_dir = open_run_dir(config, explicit)
     check_config(config)
     started = time.perf_counter()
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(config.seed)
-    data = load_data(config)
-    log(f"data: {data.source.provenance}")
-    log(f"splits: train {len(data.splits.train)}, val {len(data.splits.val)}, test {len(data.splits.test)}")
-    write_config(config, run_dir, data)
-    strategy = distribute.make_strategy(config.strategy)
-    parts = build_experiment_model(config, data, strategy)
-    inputs = build_inputs(config, data, parts, strategy,
-                          initial_epoch=saved_epoch(run_dir) if config.resume else 0)
-    if inputs.train.service is not None:
-        log(f"tf.data service: dispatcher {inputs.train.service.target} with {config.local_data_service} worker(s)")
-    callback_list = build_callbacks(config, run_dir, parts, inputs)
-    history = fit(config, run_dir, parts, inputs, callback_list, strategy)
-    report = write_report(config, run_dir, data, parts, inputs, history, time.perf_counter() - started)
+    with lock_run_dir(run_dir):
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(config.seed)
+        data = load_data(config)
+        log(f"data: {data.source.provenance}")
+        log(f"splits: train {len(data.splits.train)}, val {len(data.splits.val)}, test {len(data.splits.test)}")
+        created = prepare_run_dir(config, run_dir)
+        try:
+            write_config(config, run_dir, data)
+            strategy = distribute.make_strategy(config.strategy)
+            parts = build_experiment_model(config, data, strategy)
+            inputs = build_inputs(config, data, parts, strategy,
+                                  initial_epoch=saved_epoch(run_dir) if config.resume else 0)
+            if inputs.train.service is not None:
+                log(f"tf.data service: dispatcher {inputs.train.service.target} with "
+                    f"{config.local_data_service} worker(s)")
+            callback_list = build_callbacks(config, run_dir, parts, inputs)
+            history = fit(config, run_dir, parts, inputs, callback_list, strategy)
+            report = write_report(config, run_dir, data, parts, inputs, history, time.perf_counter() - started)
+        except OSError as error:
+            _forget_if_nothing_trained(run_dir, created)
+            raise RunError(f"cannot write the run in {str(run_dir)!r}: {_describe(error)}") from None
+        except Interrupted:
+            raise  # its message offers a resume: keep what is there
+        except BaseException:
+            _forget_if_nothing_trained(run_dir, created)
+            raise
     return report, run_dir
+
+
+def _forget_if_nothing_trained(run_dir: pathlib.Path, created: bool) -> None:
+    """A run this call created that failed before its first epoch leaves nothing that blocks a rerun."""
+    if created and not (run_dir / "backup" / "training_metadata.json").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def summary_table(report: dict) -> str:

@@ -26,6 +26,7 @@ def test_the_stages_run_one_by_one_and_leave_the_config_alone(tiny_npz, tmp_path
     experiment.check_config(config)
     resolved, run_dir = experiment.open_run_dir(config)
     data = experiment.load_data(resolved)
+    assert experiment.prepare_run_dir(resolved, run_dir) is True  # created only now, after the data loaded
     experiment.write_config(resolved, run_dir, data)
     parts = experiment.build_experiment_model(resolved, data)
     assert parts.model.layers[1] is parts.augment_layer  # device placement: the layer is in the model

@@ -58,15 +58,17 @@ def test_smoke_run_writes_every_artifact(tiny_npz, tmp_path):
 
 def test_refuses_existing_run_dir_then_overwrites(tiny_npz, tmp_path):
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "config.json").write_text("{}")
+    first = invoke("--source", tiny_npz, "--epochs", 2, "--model", "mlp", "--run-dir", run_dir, "--quiet")
+    assert first.exit_code == 0, first.output
+    saved = (run_dir / "config.json").read_text()
     result = invoke("--source", tiny_npz, "--epochs", 1, "--model", "mlp", "--run-dir", run_dir)
     assert result.exit_code == 2
     assert "already exists" in result.output and "--resume" in result.output and "--overwrite" in result.output
-    assert (run_dir / "config.json").read_text() == "{}"  # nothing touched
+    assert (run_dir / "config.json").read_text() == saved  # nothing touched
     result = invoke("--source", tiny_npz, "--epochs", 1, "--model", "mlp", "--run-dir", run_dir, "--overwrite", "--quiet")
     assert result.exit_code == 0, result.output
     assert json.loads((run_dir / "config.json").read_text())["options"]["epochs"] == 1
+    assert len(read_log(run_dir)) == 1  # the old run's rows are gone with it
 
 
 def test_overwrite_refuses_a_foreign_directory(tiny_npz, tmp_path):

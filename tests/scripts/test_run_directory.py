@@ -1,0 +1,102 @@
+"""Run directories: replaced only after the new run is ready, one run at a time, one-line failures."""
+
+import errno
+import fcntl
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from augpipe.callbacks import base
+from augpipe.scripts import experiment
+from augpipe.scripts.run_mnist import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def finished_run(tiny_npz, run_dir):
+    result = invoke("--source", tiny_npz, "--model", "mlp", "--epochs", 1, "--batch-size", 64,
+                    "--run-dir", run_dir, "--quiet", "--no-tensorboard")
+    assert result.exit_code == 0, result.output
+    return {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_one_fails_to_start(tiny_npz, tmp_path):
+    run_dir = tmp_path / "run"
+    before = finished_run(tiny_npz, run_dir)
+    result = invoke("--run-dir", run_dir, "--overwrite", "--source", f"npz:{tmp_path / 'missing.npz'}", "--quiet")
+    assert result.exit_code == 1 and "npz file not found" in result.stderr
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+def test_overwrite_needs_a_config_that_augpipe_wrote(tiny_npz, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("{}")
+    result = invoke("--source", tiny_npz, "--run-dir", run_dir, "--overwrite")
+    assert result.exit_code == 2 and "no config.json written by augpipe" in result.output
+    assert (run_dir / "config.json").read_text() == "{}"
+
+
+def test_a_run_that_fails_before_its_first_epoch_does_not_block_a_rerun(tiny_npz, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+
+    def broken(*args, **kwargs):
+        raise ValueError("a model that cannot be built")
+
+    monkeypatch.setattr(experiment, "build_model", broken)
+    with pytest.raises(ValueError, match="cannot be built"):
+        invoke("--source", tiny_npz, "--model", "mlp", "--epochs", 1, "--run-dir", run_dir, "--quiet")
+    assert not run_dir.exists()
+    monkeypatch.undo()
+    finished_run(tiny_npz, run_dir)
+
+
+def test_a_second_run_into_a_directory_in_use_exits_2_naming_the_holder(tiny_npz, tmp_path):
+    run_dir = tmp_path / "run"
+    lock = open(tmp_path / ".run.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    lock.write("4242\n")
+    lock.flush()
+    try:
+        result = invoke("--source", tiny_npz, "--model", "mlp", "--epochs", 1, "--run-dir", run_dir, "--quiet")
+        assert result.exit_code == 2 and "in use by process 4242" in result.output
+    finally:
+        lock.close()
+    # Released (as by a process that died): the directory is usable again.
+    finished_run(tiny_npz, run_dir)
+
+
+def test_default_run_directories_carry_the_process_id():
+    assert experiment.default_run_dir().name.endswith(f"-{os.getpid()}")
+
+
+def test_a_run_dir_below_a_regular_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = invoke("--run-dir", tmp_path / "file" / "run")
+    assert result.exit_code == 2 and "which is a file" in result.output and "Traceback" not in result.output
+
+
+def test_a_full_disk_is_one_line_and_keeps_what_was_written(tiny_npz, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    real = base.atomic_write_text
+    calls = []
+
+    def write(path, text):
+        calls.append(str(path))
+        if str(path).endswith("report.json"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, text)
+
+    monkeypatch.setattr(base, "atomic_write_text", write)
+    monkeypatch.setattr(experiment.callbacks, "atomic_write_text", write)
+    result = invoke("--source", tiny_npz, "--model", "mlp", "--epochs", 2, "--batch-size", 64,
+                    "--run-dir", run_dir, "--quiet", "--no-tensorboard")
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in result.output
+    assert json.loads((run_dir / "config.json").read_text())["options"]["epochs"] == 2
+    assert (run_dir / "best.keras").is_file() and (run_dir / "log.csv").is_file()
