@@ -112,10 +112,23 @@ class Augment(keras.layers.Layer):
                 f"shape {tuple(images.shape)}. Add a batch axis (e.g. `x[None]`) or a "
                 "channel axis (e.g. `x[..., None]`)."
             )
-        if not (images.dtype.is_integer or images.dtype.is_floating):
-            raise ValueError(f"Augment expects uint8 or float images. Received dtype {images.dtype.name}.")
-        if images.dtype.is_integer and images.dtype != tf.uint8:
-            images = tf.cast(images, tf.uint8)
+        if images.dtype != tf.uint8 and not images.dtype.is_floating:
+            raise ValueError(
+                f"Augment expects uint8 images in [0, 255] or float images in [0, 1]. Received dtype "
+                f"{images.dtype.name}. Cast to uint8 (`tf.cast(x, tf.uint8)` for values in [0, 255]) "
+                "instead of letting larger integers wrap around."
+            )
+        if images.dtype.is_floating:
+            # Float input must already be in [0, 1]; one reduction, and none for uint8 input.
+            images = tf.cast(images, tf.float32)
+            with tf.control_dependencies([
+                tf.debugging.assert_less_equal(
+                    tf.reduce_max(tf.abs(images - 0.5)), 0.5,
+                    message="Augment received float images outside [0, 1]. Expected uint8 images in "
+                            "[0, 255] or floats in [0, 1]: divide 0-255 floats by 255 first.",
+                )
+            ]):
+                images = tf.identity(images)
         images = ops.to_float(images)
         if not training:
             return images

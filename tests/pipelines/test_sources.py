@@ -234,3 +234,13 @@ def test_tfds_prepared_dataset_loads_offline(tmp_path):
     assert source.class_names[3] == "c3" and len(source.official_test.images) == 6
     assert "tfds:augpipe_tiny_digits" in source.provenance and str(tmp_path) in source.provenance
     assert sorted(map(bytes, source.images.reshape(24, -1))) == sorted(map(bytes, images[:24].reshape(24, -1)))
+
+
+def test_idx_label_outside_the_digits_is_an_error_not_a_bigger_class_count(tmp_path):
+    write_mnist_idx(tmp_path)
+    labels = np.arange(30) % 10
+    labels[7] = 255
+    write_idx(tmp_path / "train-labels-idx1-ubyte", labels)
+    with pytest.raises(ValueError, match=r"labels out of range: found 255 at index 7. Expected integers in \[0, 10\)"):
+        load_source(f"idx:{tmp_path}")
+    assert sources.load_idx(tmp_path, num_classes=256).num_classes == 256  # when the label set really is larger
