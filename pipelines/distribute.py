@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import re
 import socket
+import warnings
 from typing import Optional
 
 import tensorflow as tf
@@ -276,31 +277,55 @@ def through_data_service(
     )
 
 
-def service_training_stream(
+def service_training_dataset(
     split: Split,
+    service: str,
     *,
     batch_size: int,
     seed: int = 0,
     one_hot: bool = False,
-    initial_epoch: int = 0,
-    num_epochs: int = 1,
+    epoch: Optional[EpochCounter] = None,
+    check: bool = True,
 ) -> tf.data.Dataset:
-    """A variable-free training stream for the tf.data service.
+    """A training dataset whose epochs run on the tf.data service, one service job per epoch.
 
-    Service workers cannot read the trainer's epoch variable, so the epochs
-    are the elements of a `range` source: epoch `e`'s order is still
-    `epoch_order(seed, e)`, and in `distributed_epoch` mode each epoch is
-    processed whole by one worker, every example exactly once.
+    Each iteration (each Keras epoch) reads the epoch counter here, in the
+    trainer, builds that epoch's `(seed, epoch)` order, and registers it with
+    the dispatcher as a new anonymous job in `distributed_epoch` mode. So
+    every epoch gives every training example exactly once, also with several
+    workers, and no two epochs (or two runs on one dispatcher) share a job.
+    The workers split the order between them and batch their parts: batch
+    composition and the interleaving of the workers' batches vary from run
+    to run; which examples an epoch holds does not. The last batch of each
+    worker may be partial, so the number of steps per epoch can vary by a
+    few. Service workers never read a trainer variable.
+
+    Args:
+        split: the training split.
+        service: `grpc://HOST:PORT` of the dispatcher.
+        batch_size, seed, one_hot: as in `build_pipeline`.
+        epoch: the `EpochCounter` (made here if None); `EpochSync` it.
+        check: fail fast if no dispatcher answers.
     """
+    if check:
+        check_service_reachable(service)
+    counter = epoch if epoch is not None else EpochCounter()
     gather = make_gather(split, one_hot)
     num_examples = len(split)
-    epochs = tf.data.Dataset.range(initial_epoch, initial_epoch + num_epochs)
-    dataset = epochs.flat_map(
-        lambda epoch: tf.data.Dataset.from_tensor_slices(epoch_order(num_examples, seed, epoch)).batch(
-            batch_size, drop_remainder=True
-        )
-    )
-    return dataset.map(gather, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+    def one_epoch(_):
+        order = epoch_order(num_examples, seed, counter.read_and_advance())
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(gather)
+        with warnings.catch_warnings():
+            # TensorFlow warns that it reads the dataset's options the legacy way when `distribute`
+            # is traced inside a dataset function; this dataset sets no options.
+            warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data options",
+                                    category=UserWarning)
+            # No job_name: a new anonymous job for this epoch's dataset.
+            return batches.apply(tf.data.experimental.service.distribute(
+                processing_mode="distributed_epoch", service=service))
+
+    return tf.data.Dataset.from_tensors(0).flat_map(one_epoch).prefetch(AUTOTUNE)
 
 
 ALL_INTERFACES_RISK = (
@@ -400,12 +425,11 @@ def build_training_input(
                 local_data_service, listen_on_all_interfaces=local_data_service_on_all_interfaces
             )
             data_service = service.target
-        stream = service_training_stream(
-            split, batch_size=batch_size, seed=seed, one_hot=one_hot,
-            initial_epoch=initial_epoch, num_epochs=max(1, num_epochs - initial_epoch),
+        counter = EpochCounter(initial_epoch)
+        dataset = service_training_dataset(
+            split, data_service, batch_size=batch_size, seed=seed, one_hot=one_hot, epoch=counter
         )
-        dataset = through_data_service(stream, data_service, job_name=f"augpipe-{seed}")
-        return TrainingInput(dataset, None, len(split) // batch_size, service)
+        return TrainingInput(dataset, EpochSync(counter), None, service)
     if strategy.num_replicas_in_sync > 1 or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         dataset, counter, steps = build_distributed_dataset(
             split, strategy, global_batch_size=batch_size, seed=seed, one_hot=one_hot, host_augment=host_augment

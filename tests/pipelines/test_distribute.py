@@ -49,13 +49,28 @@ def test_data_service_distributed_epoch_yields_each_element_once(local_service):
     assert len(local_service.workers) == 2
 
 
-def test_service_training_stream_covers_every_example_per_epoch(local_service, tiny_source):
+def _epoch_examples(dataset):
+    images = np.concatenate([x.numpy() for x, _ in dataset])
+    return sorted(map(bytes, images.reshape(len(images), -1)))
+
+
+def test_each_epoch_through_the_service_holds_every_example_exactly_once(local_service, tiny_source):
+    # Two workers: the old single stream mixed two data epochs into one Keras epoch.
     split = pipelines.make_splits(tiny_source, val_size=20, test_size=20, seed=0).train
-    stream = distribute.service_training_stream(split, batch_size=16, seed=2, num_epochs=2)
-    dataset = distribute.through_data_service(stream, local_service.target, job_name="stream")
-    labels = np.concatenate([y.numpy() for _, y in dataset])
-    assert len(labels) == 2 * len(split)
-    np.testing.assert_array_equal(np.bincount(labels), 2 * np.bincount(split.labels))
+    every = sorted(map(bytes, split.images.reshape(len(split), -1)))
+    counter = pipelines.EpochCounter()
+    dataset = distribute.service_training_dataset(split, local_service.target, batch_size=16, seed=2, epoch=counter)
+    for epoch in range(3):
+        assert _epoch_examples(dataset) == every, f"epoch {epoch}"
+    assert counter.value() == 3
+    # Two runs with the same seed on one dispatcher do not share a job: each gets whole epochs.
+    other = distribute.service_training_dataset(split, local_service.target, batch_size=16, seed=2)
+    first, second = iter(dataset), iter(other)
+    a = [next(first) for _ in range(3)] + list(first)
+    b = list(second)
+    for batches in (a, b):
+        images = np.concatenate([x.numpy() for x, _ in batches])
+        assert sorted(map(bytes, images.reshape(len(images), -1))) == every
 
 
 def test_bad_service_addresses_fail_fast(monkeypatch):
