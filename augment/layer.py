@@ -105,6 +105,29 @@ class Augment(keras.layers.Layer):
         return tf.stack([tf.constant(self.seed, tf.int64), counter])
 
     def call(self, inputs, training=None):
+        images = self._checked_float(inputs)
+        if not training:
+            return images
+        return self._augment(images, self.next_seed())
+
+    def keyed_batch(self, images, labels, key):
+        """Host placement inside `build_pipeline`: the batch's draws keyed by `key = (epoch, batch index)`.
+
+        Parallel `map` calls then give the same images on every run, in any
+        thread order, and a resumed run redraws exactly (no counter to
+        restore). Device placement (`call`) uses the counter in the weights.
+        """
+        images = self._checked_float(images)
+        return self._augment(images, ops.keyed_seed(self.seed, ops.STREAM_POLICY, key)), labels
+
+    def _augment(self, images, seed):
+        strength = tf.convert_to_tensor(self.strength.value)
+        # No branch on strength: at 0 no image is selected for any op, which
+        # is the exact identity, and a branch op costs more per batch than
+        # the empty selections do.
+        return self.policy(images, strength, seed)
+
+    def _checked_float(self, inputs):
         images = tf.convert_to_tensor(inputs)
         if images.shape.rank is not None and images.shape.rank != 4:
             raise ValueError(
@@ -129,14 +152,7 @@ class Augment(keras.layers.Layer):
                 )
             ]):
                 images = tf.identity(images)
-        images = ops.to_float(images)
-        if not training:
-            return images
-        strength = tf.convert_to_tensor(self.strength.value)
-        # No branch on strength: at 0 no image is selected for any op, which
-        # is the exact identity, and a branch op costs more per batch than
-        # the empty selections do.
-        return self.policy(images, strength, self.next_seed())
+        return ops.to_float(images)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

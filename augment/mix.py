@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from augpipe.augment import ops
 from augpipe.validation import check_int, check_nonnegative, check_unit
 
 
@@ -81,7 +82,10 @@ class MixUpCutMix:
         state = tf.raw_ops.RngReadAndSkip(
             resource=self.rng_state.handle, alg=1, delta=tf.constant(1, tf.uint64)
         )
-        return tf.stack([tf.constant(self.seed, tf.int64), state[0]])
+        # The mix stream's own id: an Augment layer with the same seed and counter draws differently.
+        return tf.random.experimental.stateless_fold_in(
+            tf.constant([self.seed, ops.STREAM_MIX], tf.int64), state[0]
+        )
 
     def sample(self, height, width, seed) -> dict:
         """Draws one batch's decisions: whether to mix, which mode, lam and the box."""
@@ -158,4 +162,11 @@ class MixUpCutMix:
         images = tf.convert_to_tensor(images)
         shape = tf.shape(images)
         params = self.sample(shape[1], shape[2], self._next_seed())
+        return self.apply(images, labels, params)
+
+    def keyed_batch(self, images, labels, key):
+        """Inside `build_pipeline`: the batch's draws keyed by `key = (epoch, batch index)`, not a counter."""
+        images = tf.convert_to_tensor(images)
+        shape = tf.shape(images)
+        params = self.sample(shape[1], shape[2], ops.keyed_seed(self.seed, ops.STREAM_MIX, key))
         return self.apply(images, labels, params)

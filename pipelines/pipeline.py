@@ -63,8 +63,14 @@ def _check_batch_size(batch_size) -> int:
 
 
 def as_batch_fn(fn: Callable) -> Callable:
-    """Wraps a host-side batch callable so that it maps `(images, labels)`.
+    """Wraps a host-side batch callable so that it maps `(images, labels, key)`.
 
+    `key` is the batch's `(epoch, batch index)` (int64), which keys its
+    random draws so that parallel calls give the same batches in any thread
+    order:
+
+    - An object with `keyed_batch` (`augment.Augment`,
+      `augment.MixUpCutMix`) is called as `fn.keyed_batch(images, labels, key)`.
     - A Keras layer is called as `fn(images, training=True)`.
     - An object with `uses_labels = True` (for example `augment.MixUpCutMix`)
       is called as `fn(images, labels)` and returns both.
@@ -74,11 +80,13 @@ def as_batch_fn(fn: Callable) -> Callable:
         raise ValueError(
             f"`host_augment` must be a callable or a list of callables. Received: {fn!r}."
         )
+    if hasattr(fn, "keyed_batch"):
+        return fn.keyed_batch
     if getattr(fn, "uses_labels", False):
-        return fn
+        return lambda images, labels, key: fn(images, labels)
     if isinstance(fn, keras.layers.Layer):
-        return lambda images, labels: (fn(images, training=True), labels)
-    return lambda images, labels: (fn(images), labels)
+        return lambda images, labels, key: (fn(images, training=True), labels)
+    return lambda images, labels, key: (fn(images), labels)
 
 
 def epoch_order(num_examples: int, seed: int, epoch) -> tf.Tensor:
@@ -186,25 +194,30 @@ def build_pipeline(
             order = epoch_order(num_examples, seed, index)[shard_index::num_shards]
             if epoch_examples is not None:
                 order = order[:epoch_examples]
-            return tf.data.Dataset.from_tensor_slices(order)
+            batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+            # Each batch carries its (epoch, batch index): host augmentation keys its draws by it.
+            return batches.enumerate().map(lambda i, indices: (indices, tf.stack([index, i])))
 
         start = tf.data.Dataset.from_tensors(0)
         dataset = (start.repeat() if repeat else start).flat_map(one_epoch)
     else:
         dataset = tf.data.Dataset.range(shard_index, num_examples, num_shards)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     # Examples per epoch of this pipeline (its shard, trimmed); a new name,
     # so the epoch function above keeps the full split size it closed over.
     epoch_size = min(shard_size, epoch_examples) if epoch_examples else shard_size
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    dataset = dataset.map(gather, num_parallel_calls=AUTOTUNE, deterministic=True)
     if training:
+        dataset = dataset.map(lambda indices, key: (*gather(indices), key),
+                              num_parallel_calls=AUTOTUNE, deterministic=True)
         for fn in functions:
             dataset = dataset.map(
-                fn,
+                lambda images, labels, key, fn=fn: (*fn(images, labels, key), key),
                 num_parallel_calls=host_parallel_calls or AUTOTUNE,
                 deterministic=deterministic,
             )
+        dataset = dataset.map(lambda images, labels, key: (images, labels))
     else:
+        dataset = dataset.map(gather, num_parallel_calls=AUTOTUNE, deterministic=True)
         dataset = dataset.cache()
     num_batches = epoch_size // batch_size if drop_remainder else math.ceil(epoch_size / batch_size)
     if not (training and repeat):

@@ -158,17 +158,18 @@ def test_lr_control_composes_with_a_keras_schedule(tiny):
 
 
 @pytest.mark.slow
-def test_exact_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("placement", ["device", "host", "host-mixup"])
+def test_exact_resume_matches_uninterrupted_run(tmp_path, placement):
     script = os.path.join(HELPERS, "resume_run.py")
 
     def run(*args):
         result = subprocess.run([sys.executable, script, *map(str, args)], capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
 
-    run(tmp_path / "b1", tmp_path / "full.csv", 6)
-    run(tmp_path / "b2", tmp_path / "split.csv", 6, 3)
+    run(tmp_path / "b1", tmp_path / "full.csv", 6, 0, placement)
+    run(tmp_path / "b2", tmp_path / "split.csv", 6, 3, placement)
     assert len(read_csv(tmp_path / "split.csv")) == 3
-    run(tmp_path / "b2", tmp_path / "split.csv", 6)
+    run(tmp_path / "b2", tmp_path / "split.csv", 6, 0, placement)
     full, split = read_csv(tmp_path / "full.csv"), read_csv(tmp_path / "split.csv")
     assert [r["epoch"] for r in split] == [str(i) for i in range(6)]
     assert list(full[0]) == list(split[0])

@@ -1,6 +1,9 @@
 """Runs the exact-resume scenario in a fresh process (op determinism is global).
 
-Usage: python resume_run.py BACKUP_DIR CSV_PATH EPOCHS [KILL_AFTER]
+Usage: python resume_run.py BACKUP_DIR CSV_PATH EPOCHS [KILL_AFTER (0: none)] [PLACEMENT]
+
+PLACEMENT: device (augmentation in the model), host (in the pipeline, with
+parallel calls), or host-mixup (MixUp/CutMix and augmentation in the pipeline).
 Writes the final weights to CSV_PATH + ".npz".
 """
 
@@ -35,24 +38,32 @@ class KillAfter(keras.callbacks.Callback):
             raise Interrupt()
 
 
-def main(backup, csv_path, epochs, kill_after=None):
+def main(backup, csv_path, epochs, kill_after=None, placement="device"):
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(0)
     images, labels = make_digits(num_per_class=12)
     splits = pipelines.make_splits(pipelines.Source.from_arrays(images, labels), val_size=20, test_size=20, seed=0)
     layer = augment.Augment("mnist", strength=0.3, seed=5)
+    host = placement != "device"
+    mixup = placement == "host-mixup"
+    in_model = augment.Augment("none", seed=5) if host else layer
     model = keras.Sequential([
-        keras.Input((12, 12, 1), dtype="uint8"), layer, keras.layers.Flatten(),
+        keras.Input((12, 12, 1), dtype="float32" if host else "uint8"), in_model, keras.layers.Flatten(),
         keras.layers.Dropout(0.3), keras.layers.Dense(10),
     ])
-    model.compile(
-        keras.optimizers.Adam(callbacks.MultiplierSchedule(1e-2)),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    train, epoch = pipelines.build_training_pipeline(splits.train, batch_size=32, seed=1)
-    val = pipelines.build_pipeline(splits.val, batch_size=32, training=False)
-    test = pipelines.build_pipeline(splits.test, batch_size=32, training=False)
+    loss = (keras.losses.CategoricalCrossentropy(from_logits=True) if mixup
+            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(keras.optimizers.Adam(callbacks.MultiplierSchedule(1e-2)), loss, metrics=["accuracy"])
+    host_augment = None
+    if host:
+        host_augment = ([augment.MixUpCutMix(num_classes=10, seed=5)] if mixup else []) + [layer]
+    train, epoch = pipelines.build_training_pipeline(splits.train, batch_size=32, seed=1, host_augment=host_augment,
+                                                     one_hot=mixup, host_parallel_calls=4 if host else None)
+    val = pipelines.build_pipeline(splits.val, batch_size=32, training=False, one_hot=mixup)
+    test = pipelines.build_pipeline(splits.test, batch_size=32, training=False, one_hot=mixup)
+    if host:
+        val = val.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
+        test = test.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
     controller = callbacks.AdaptiveStrength(layer, warmup_epochs=1, speed=0.1, state_dir=backup)
     callback_list = [
         pipelines.EpochSync(epoch),
@@ -73,4 +84,5 @@ def main(backup, csv_path, epochs, kill_after=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else None)
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 and int(sys.argv[4]) else None,
+         sys.argv[5] if len(sys.argv) > 5 else "device")

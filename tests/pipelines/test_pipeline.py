@@ -112,3 +112,31 @@ def test_bad_arguments(train_split):
         build_pipeline(np.zeros((3, 4, 4, 1)), batch_size=2, training=True)
     with pytest.raises(ValueError, match="host_augment` must be a callable"):
         build_pipeline(train_split, batch_size=2, training=True, host_augment=3)
+
+
+def test_host_augmentation_with_parallel_calls_gives_the_same_batches_every_run(train_split):
+    from augpipe import augment
+
+    def one_epoch():
+        layer = augment.Augment("mnist", strength=1.0, seed=3)
+        mix = augment.MixUpCutMix(num_classes=10, seed=3)
+        ds, _ = build_training_pipeline(train_split, batch_size=8, seed=1, host_augment=[mix, layer],
+                                        one_hot=True, host_parallel_calls=4, deterministic=True)
+        return [(x.numpy(), y.numpy()) for x, y in ds]
+
+    first, second = one_epoch(), one_epoch()
+    assert len(first) == len(second) > 4
+    for (x1, y1), (x2, y2) in zip(first, second):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+
+
+def test_mix_and_policy_draw_from_separate_streams():
+    from augpipe.augment import ops
+
+    key = tf.constant([2, 5], tf.int64)
+    seeds = {stream: tuple(ops.keyed_seed(7, stream, key).numpy()) for stream in (ops.STREAM_POLICY, ops.STREAM_MIX)}
+    assert seeds[ops.STREAM_POLICY] != seeds[ops.STREAM_MIX]
+    # And a batch's seed depends on its (epoch, index), not on call order.
+    assert tuple(ops.keyed_seed(7, ops.STREAM_POLICY, key).numpy()) == seeds[ops.STREAM_POLICY]
+    assert ops.keyed_seed(7, 1, [2, 6]).numpy().tolist() != list(seeds[ops.STREAM_POLICY])
