@@ -1,6 +1,7 @@
 """Keras callbacks: strength schedules and control, LR control, scheduled evaluation, monitors, plots."""
 
 from augpipe.callbacks.base import RandomStateBackup, StatefulCallback, atomic_write_text
+from augpipe.callbacks.commit import BestModelCheckpoint, EpochBackup, EpochCommit, committed_epoch, roll_back_to_commit
 from augpipe.callbacks.curves import TrainingCurves
 from augpipe.callbacks.evaluation import ScheduledEvaluation, check_no_test_monitor
 from augpipe.callbacks.lr import LearningRateControl, MultiplierSchedule, install_multiplier
@@ -12,6 +13,9 @@ from augpipe.callbacks.strength import AdaptiveStrength, StrengthSchedule
 
 __all__ = [
     "AdaptiveStrength",
+    "BestModelCheckpoint",
+    "EpochBackup",
+    "EpochCommit",
     "EarlyStopping",
     "EpochLine",
     "GracefulInterrupt",
@@ -28,10 +32,12 @@ __all__ = [
     "TrainingCurves",
     "atomic_write_text",
     "check_no_test_monitor",
+    "committed_epoch",
     "constant",
     "cosine",
     "install_multiplier",
     "linear",
     "parse_schedule",
+    "roll_back_to_commit",
     "step",
 ]

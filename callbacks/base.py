@@ -97,6 +97,11 @@ class StatefulCallback(keras.callbacks.Callback):
             self.reset()
             return False
         saved = _from_json(json.loads(path.read_text()))
+        previous = saved.get("previous") or {}
+        if saved.get("epoch") != epoch and previous.get("epoch") == epoch:
+            # The run was killed after this file was written for an epoch that was never
+            # committed; the committed epoch's state is the one kept beside it.
+            saved = previous
         if saved.get("epoch") != epoch:
             warnings.warn(
                 f"{self.state_name}: state in {str(path)!r} was saved at epoch "
@@ -111,11 +116,28 @@ class StatefulCallback(keras.callbacks.Callback):
         return True
 
     def save_state(self, next_epoch: int) -> None:
+        """Writes the state for a resume at `next_epoch`, keeping the one before it.
+
+        The file holds the state after this epoch and, as `previous`, the
+        state after the epoch before, so a run killed between this write and
+        the epoch's commit marker (`callbacks.EpochCommit`) resumes from the
+        committed epoch with that epoch's state.
+        """
         path = self.state_path
         if path is None:
             return
-        payload = {"epoch": int(next_epoch), "state": self.get_state()}
-        atomic_write_text(path, json.dumps(_json_safe(payload), indent=1, sort_keys=True))
+        previous = None
+        if path.is_file():
+            try:
+                existing = json.loads(path.read_text())
+            except ValueError:
+                existing = {}
+            if existing.get("epoch") == int(next_epoch):  # rewritten within the same epoch
+                previous = existing.get("previous")
+            elif "epoch" in existing:
+                previous = {"epoch": existing["epoch"], "state": existing.get("state")}
+        payload = {"epoch": int(next_epoch), "state": _json_safe(self.get_state()), "previous": previous}
+        atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True))
 
 
 TEST_PREFIX = "test_"

@@ -285,6 +285,13 @@ def resolve_resume(config: ExperimentConfig, run_dir: pathlib.Path, explicit: Op
         raise ConfigError(
             f"<resume>: {str(run_dir)!r} has no config.json, so there is no run to resume. Start it without <resume>."
         )
+    backup = run_dir / "backup"
+    if (backup / "latest.weights.h5").exists() and not (backup / "commit.json").exists():
+        raise ConfigError(
+            f"<resume>: {str(run_dir)!r} was written by an earlier augpipe (a Keras BackupAndRestore backup, "
+            "no commit marker), which this version cannot continue without losing its log. Finish it with "
+            "the version that started it, or start a new run."
+        )
     try:
         options = json.loads(saved.read_text())["options"]
     except (OSError, ValueError, KeyError) as error:
@@ -476,11 +483,8 @@ def _loss_and_metrics(one_hot: bool) -> tuple:
 
 
 def saved_epoch(run_dir: pathlib.Path) -> int:
-    """The epoch a resume starts at: the one after the backup's last (0 without a backup)."""
-    metadata = run_dir / "backup" / "training_metadata.json"
-    if not metadata.is_file():
-        return 0
-    return int(json.loads(metadata.read_text()).get("epoch", 0))
+    """The epoch a resume starts at: the last committed one (0 without a commit)."""
+    return callbacks.committed_epoch(run_dir / "backup")
 
 
 def build_inputs(config: ExperimentConfig, data: Data, parts: ModelParts, strategy=None,
@@ -537,7 +541,7 @@ def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: Mode
     )
     found += [
         lr_control,
-        keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False),
+        callbacks.EpochBackup(backup_dir),
         callbacks.RandomStateBackup(backup_dir),
     ]
     if kind == "adaptive":
@@ -553,18 +557,11 @@ def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: Mode
     if config.patience:
         found.append(callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience,
                                              state_dir=backup_dir))
-    previous_best = [
-        float(r["val_accuracy"]) for r in read_log(run_dir / "log.csv") if r.get("val_accuracy") not in (None, "")
-    ]
+    # Its threshold is part of its state, so a resume keeps the committed one exactly.
+    checkpoint = callbacks.BestModelCheckpoint(run_dir / "best.keras", monitor="val_accuracy", mode="max",
+                                               state_dir=backup_dir)
     found += [
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "best.keras"),
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-            # On a resume, only a better epoch may replace the saved best model.
-            initial_value_threshold=max(previous_best) if previous_best else None,
-        ),
+        checkpoint,
         callbacks.ScheduledEvaluation(inputs.test, every=config.eval_every, state_dir=backup_dir),
         callbacks.ThroughputMonitor(batch_size=config.batch_size),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
@@ -574,6 +571,8 @@ def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: Mode
     found.append(callbacks.TrainingCurves(run_dir / "curves.png", state_dir=backup_dir))
     if not config.quiet:
         found.append(callbacks.EpochLine(config.epochs))
+    # Last: epoch k exists once everything above has written its files for it.
+    found.append(callbacks.EpochCommit(backup_dir, checkpoint))
     return found
 
 
@@ -699,8 +698,9 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None,
             write_config(config, run_dir, data)
             strategy = distribute.make_strategy(config.strategy)
             parts = build_experiment_model(config, data, strategy)
-            inputs = build_inputs(config, data, parts, strategy,
-                                  initial_epoch=saved_epoch(run_dir) if config.resume else 0)
+            # A kill may have left files of an epoch that was never committed: drop them.
+            initial_epoch = callbacks.roll_back_to_commit(run_dir) if config.resume else 0
+            inputs = build_inputs(config, data, parts, strategy, initial_epoch=initial_epoch)
             if inputs.train.service is not None:
                 log(f"tf.data service: dispatcher {inputs.train.service.target} with "
                     f"{config.local_data_service} worker(s)")
@@ -720,7 +720,7 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None,
 
 def _forget_if_nothing_trained(run_dir: pathlib.Path, created: bool) -> None:
     """A run this call created that failed before its first epoch leaves nothing that blocks a rerun."""
-    if created and not (run_dir / "backup" / "training_metadata.json").exists():
+    if created and not (run_dir / "backup" / "commit.json").exists():
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -80,15 +80,16 @@ def test_a_run_dir_below_a_regular_file_is_one_line(tmp_path):
     assert result.exit_code == 2 and "which is a file" in result.output and "Traceback" not in result.output
 
 
-def test_a_full_disk_is_one_line_and_keeps_what_was_written(tiny_npz, tmp_path, monkeypatch):
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES, errno.EROFS])
+def test_a_full_disk_or_read_only_directory_is_one_line_and_keeps_what_was_written(tiny_npz, tmp_path,
+                                                                                  monkeypatch, code):
+    # Simulated: the tests may run as root, for whom a chmod-ed directory stays writable.
     run_dir = tmp_path / "run"
     real = base.atomic_write_text
-    calls = []
 
     def write(path, text):
-        calls.append(str(path))
         if str(path).endswith("report.json"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            raise OSError(code, os.strerror(code), str(path))
         return real(path, text)
 
     monkeypatch.setattr(base, "atomic_write_text", write)
@@ -97,6 +98,17 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_written(tiny_npz, tmp_path, 
                     "--run-dir", run_dir, "--quiet", "--no-tensorboard")
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in result.output
+    assert len(errors) == 1 and os.strerror(code) in errors[0] and "report.json" in errors[0]
+    assert "Traceback" not in result.output
     assert json.loads((run_dir / "config.json").read_text())["options"]["epochs"] == 2
     assert (run_dir / "best.keras").is_file() and (run_dir / "log.csv").is_file()
+
+
+def test_resume_refuses_a_run_in_the_earlier_backup_layout(tiny_npz, tmp_path):
+    run_dir = tmp_path / "run"
+    before = finished_run(tiny_npz, run_dir)
+    (run_dir / "backup" / "commit.json").unlink()
+    (run_dir / "backup" / "latest.weights.h5").write_bytes(b"an earlier layout")
+    result = invoke("--run-dir", run_dir, "--resume", "--epochs", 2)
+    assert result.exit_code == 2 and "written by an earlier augpipe" in result.output
+    assert (run_dir / "log.csv").read_bytes() == before["log.csv"]

@@ -37,7 +37,8 @@ def test_smoke_run_writes_every_artifact(tiny_npz, tmp_path):
     assert result.exit_code == 0, result.output
     for name in ("config.json", "best.keras", "log.csv", "curves.png", "report.json"):
         assert (run_dir / name).is_file(), name
-    assert (run_dir / "backup" / "latest.weights.h5").is_file()
+    assert (run_dir / "backup" / "weights-2.weights.h5").is_file()
+    assert json.loads((run_dir / "backup" / "commit.json").read_text())["epoch"] == 2
     assert any((run_dir / "tensorboard").rglob("events.out.tfevents*"))
     config = json.loads((run_dir / "config.json").read_text())
     assert config["options"]["epochs"] == 2 and config["options"]["source"] == tiny_npz
@@ -165,8 +166,7 @@ def test_nan_loss_stops_with_a_clear_message(tiny_npz, tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert "loss became NaN" in result.stderr and "Traceback" not in result.output
     # The last good state is kept: the backup is from the end of epoch 2.
-    metadata = json.loads((run_dir / "backup" / "training_metadata.json").read_text())
-    assert metadata["epoch"] == 2
+    assert json.loads((run_dir / "backup" / "commit.json").read_text())["epoch"] == 2
     assert (run_dir / "best.keras").is_file()
     assert len(read_log(run_dir)) == 2
 
@@ -188,11 +188,11 @@ def test_ctrl_c_stops_at_a_safe_point_and_prints_the_resume_command(tiny_npz, tm
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]
     assert f"run-mnist --run-dir {run_dir} --resume" in stderr
-    assert (run_dir / "backup" / "latest.weights.h5").is_file()
     epochs_done = len(read_log(run_dir))
     assert 1 <= epochs_done < 200
-    metadata = json.loads((run_dir / "backup" / "training_metadata.json").read_text())
-    assert metadata["epoch"] == epochs_done  # the backup matches the last whole epoch
+    # The backup matches the last whole epoch.
+    assert json.loads((run_dir / "backup" / "commit.json").read_text())["epoch"] == epochs_done
+    assert (run_dir / "backup" / f"weights-{epochs_done}.weights.h5").is_file()
 
 
 @pytest.mark.parametrize("extra", [["--placement", "host"], ["--mixup"], ["--placement", "host", "--mixup", "--strength", "linear:0.2:0.6:2"]])
