@@ -17,6 +17,10 @@ def check_strength(strength) -> float:
     return check_unit("strength", strength)
 
 
+# Keyword arguments that belong to keras.layers.Layer; every other one goes to the policy.
+_LAYER_ARGUMENTS = frozenset({"name", "dtype", "trainable", "autocast", "input_shape", "input_dim", "batch_size"})
+
+
 @keras.saving.register_keras_serializable(package="augpipe")
 class Augment(keras.layers.Layer):
     """Per-image augmentation whose strength is a variable.
@@ -46,6 +50,10 @@ class Augment(keras.layers.Layer):
     Args:
         policy: a registered policy name (see `augment.list_policies()`), a
             `Policy`, or a `{"name", "config"}` dict.
+        **kwargs: Keras layer arguments (`name`, `dtype`, ...); any other
+            keyword is an option of the named policy, e.g.
+            `Augment("ops", ops=["rotate", "noise"])` or
+            `Augment("randaugment", num_ops=3)`.
         strength: initial strength in `[0, 1]`.
         seed: an int; None picks a random one (recorded in `get_config()`).
 
@@ -60,10 +68,16 @@ class Augment(keras.layers.Layer):
     """
 
     def __init__(self, policy="mnist", strength=0.5, seed=None, **kwargs):
+        policy_options = {key: kwargs.pop(key) for key in list(kwargs) if key not in _LAYER_ARGUMENTS}
         super().__init__(**kwargs)
         # Data-dependent shapes (gathered subsets, partitions): not for XLA.
         self.supports_jit = False
-        self.policy = get_policy(policy)
+        if policy_options and not isinstance(policy, str):
+            raise ValueError(
+                f"Received policy options {sorted(policy_options)} with a policy given as {type(policy).__name__}. "
+                "Pass options only with a policy name, e.g. Augment('ops', ops=['rotate'])."
+            )
+        self.policy = get_policy(policy, **policy_options)
         initial = check_strength(strength)
         if seed is None:
             seed = int.from_bytes(os.urandom(4), "little") >> 1

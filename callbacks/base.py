@@ -14,12 +14,24 @@ from typing import Optional
 import keras
 
 
+def file_mode() -> int:
+    """The mode a plain `open()` would give a new file under this process's umask (0o644 for umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path, text: str) -> None:
-    """Writes `text` to `path` through a temporary file and a rename."""
+    """Writes `text` to `path` through a temporary file and a rename; the file follows the umask.
+
+    (`mkstemp` makes its files 0600, so a teammate could not read half of a
+    shared run directory; the mode is set as `open()` would have.)
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, file_mode())
         with os.fdopen(handle, "w") as file:
             file.write(text)
         os.replace(temporary, path)

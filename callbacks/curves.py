@@ -7,7 +7,7 @@ import os
 import pathlib
 import tempfile
 
-from augpipe.callbacks.base import StatefulCallback
+from augpipe.callbacks.base import StatefulCallback, file_mode
 
 PANELS = (
     ("loss", ("loss", "val_loss", "test_loss")),
@@ -90,6 +90,7 @@ class TrainingCurves(StatefulCallback):
         handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".png")
         os.close(handle)
         try:
+            os.chmod(temporary, file_mode())  # as open() would: mkstemp makes 0600
             figure.savefig(temporary, format="png")
             os.replace(temporary, self.path)
         finally:

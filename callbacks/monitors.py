@@ -41,18 +41,30 @@ class ThroughputMonitor(keras.callbacks.Callback):
             check_int("batch_size", batch_size)
         self.batch_size = batch_size
         self.history = []
+        self._skip_next_step = False
+
+    def on_train_begin(self, logs=None):
+        # The first step of a fit traces and compiles the train function: not a step, not input wait.
+        self._skip_next_step = True
 
     def on_epoch_begin(self, epoch, logs=None):
         self._step_times = []
         self._step_start = None
+        self._excluded = 0.0
         self._epoch_start = time.perf_counter()
 
     def on_train_batch_begin(self, batch, logs=None):
         self._step_start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._step_start is not None:
-            self._step_times.append(time.perf_counter() - self._step_start)
+        if self._step_start is None:
+            return
+        duration = time.perf_counter() - self._step_start
+        if self._skip_next_step:
+            self._skip_next_step = False
+            self._excluded += duration
+            return
+        self._step_times.append(duration)
 
     def summarize(self, step_times, batch_size, elapsed) -> dict:
         steps = np.asarray(step_times, dtype=np.float64)
@@ -68,7 +80,7 @@ class ThroughputMonitor(keras.callbacks.Callback):
         }
 
     def on_epoch_end(self, epoch, logs=None):
-        elapsed = time.perf_counter() - self._epoch_start
+        elapsed = time.perf_counter() - self._epoch_start - self._excluded
         summary = self.summarize(self._step_times, self.batch_size, elapsed)
         self.history.append({"epoch": epoch, **summary})
         if logs is not None:

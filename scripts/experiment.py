@@ -521,21 +521,28 @@ def build_inputs(config: ExperimentConfig, data: Data, parts: ModelParts, strate
     return Inputs(train, val, test, initial_epoch)
 
 
-def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: ModelParts, inputs: Inputs) -> list:
+def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: ModelParts, inputs: Inputs,
+                    schedule_epochs: Optional[int] = None) -> list:
     """Stage 5b: every callback of a run, in a working order.
 
     Epoch sync and LR control first, then the backup (so a resume restores
     before the controllers read their state), the strength controller,
-    run safety, early stopping, best-model checkpointing (its threshold from
-    the log of earlier sessions), the scheduled test evaluation, and the
-    loggers last, so they see every key the others wrote.
+    run safety, early stopping, best-model checkpointing (its threshold in
+    its state), the scheduled test evaluation, the loggers, so they see
+    every key the others wrote, and the epoch commit last.
+
+    `schedule_epochs` is the length the learning-rate schedule was laid out
+    for (the run's original `epochs`; a resume that extends a run keeps it,
+    so the cosine keeps its shape and the rate stays at its final value).
     """
     backup_dir = run_dir / "backup"
     kind, _, schedule = parse_strength(config.strength)
     found = [inputs.train.epoch_sync] if inputs.train.epoch_sync is not None else []
+    horizon = schedule_epochs or config.epochs
     lr_control = callbacks.LearningRateControl(
-        warmup_epochs=min(2, max(config.epochs - 1, 0)),
+        warmup_epochs=min(2, max(horizon - 1, 0)),
         decay="cosine",
+        total_epochs=horizon,
         min_multiplier=0.02,
         state_dir=backup_dir,
     )
@@ -638,7 +645,9 @@ def write_report(config: ExperimentConfig, run_dir: pathlib.Path, data: Data, pa
         "epochs_this_session": len(history.epoch),
         "wall_time_s": round(wall_time_s, 2),
         "images_per_sec": round(float(np.median(throughput)), 1) if throughput else None,
-        "final_strength": float(parts.augment_layer.strength.numpy()),
+        # The strength the last epoch trained with, and the one the next epoch would use.
+        "final_strength": _last_strength(rows, parts),
+        "next_strength": float(parts.augment_layer.strength.numpy()),
         "provenance": data.source.provenance,
         "splits": {s.name: {"size": len(s), "fingerprint": s.fingerprint} for s in data.splits},
         "options": config.options(),
@@ -704,7 +713,11 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None,
             if inputs.train.service is not None:
                 log(f"tf.data service: dispatcher {inputs.train.service.target} with "
                     f"{config.local_data_service} worker(s)")
-            callback_list = build_callbacks(config, run_dir, parts, inputs)
+            horizon = original_epochs(run_dir) if config.resume else config.epochs
+            if horizon != config.epochs:
+                log(f"resume: {config.epochs} epochs instead of {horizon}; the learning-rate schedule keeps its "
+                    f"{horizon}-epoch shape (after epoch {horizon} the rate stays at its final value)")
+            callback_list = build_callbacks(config, run_dir, parts, inputs, schedule_epochs=horizon)
             history = fit(config, run_dir, parts, inputs, callback_list, strategy)
             report = write_report(config, run_dir, data, parts, inputs, history, time.perf_counter() - started)
         except OSError as error:
@@ -718,10 +731,23 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None,
     return report, run_dir
 
 
+def original_epochs(run_dir: pathlib.Path) -> int:
+    """The `epochs` a run was started with (its config.json), which a resume may extend."""
+    return int(json.loads((run_dir / "config.json").read_text())["options"]["epochs"])
+
+
 def _forget_if_nothing_trained(run_dir: pathlib.Path, created: bool) -> None:
     """A run this call created that failed before its first epoch leaves nothing that blocks a rerun."""
     if created and not (run_dir / "backup" / "commit.json").exists():
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _last_strength(rows: list, parts: ModelParts) -> float:
+    value = rows[-1].get("aug_strength") if rows else None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float(parts.augment_layer.strength.numpy())
 
 
 def summary_table(report: dict) -> str:
@@ -730,7 +756,9 @@ def summary_table(report: dict) -> str:
         ("test loss (best model)", f"{report['test_loss']:.4f}"),
         ("best epoch (val)", str(report["best_epoch"])),
         ("epochs run", str(report["epochs_run"])),
-        ("final strength", f"{report['final_strength']:.2f}"),
+        ("strength (last epoch)", f"{report['final_strength']:.2f}"
+         + (f" (next: {report['next_strength']:.2f})"
+            if abs(report.get("next_strength", report["final_strength"]) - report["final_strength"]) > 1e-9 else "")),
         ("images/sec (median)", str(report["images_per_sec"])),
         ("wall time (s)", f"{report['wall_time_s']:.1f}"),
         ("data", report["provenance"]),

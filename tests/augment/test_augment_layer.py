@@ -275,3 +275,13 @@ def test_float_input_outside_unit_range_is_refused():
         layer(tf.constant(np.full((2, 8, 8, 1), 200.0, np.float32)), training=True)
     inside = np.full((2, 8, 8, 1), 0.25, np.float32)
     np.testing.assert_allclose(layer(tf.constant(inside), training=False).numpy(), inside)
+
+
+def test_policy_options_pass_through_the_layer():
+    layer = augment.Augment("ops", ops=["rotate", "noise"], strength=0.5, seed=0, name="aug")
+    assert layer.name == "aug" and layer.policy.op_order == ["rotate", "noise"]
+    assert augment.Augment("randaugment", num_ops=3, seed=0).policy.num_ops == 3
+    with pytest.raises(ValueError, match="Pass options only with a policy name"):
+        augment.Augment(augment.get_policy("mnist"), ops=["rotate"])
+    with pytest.raises(TypeError):
+        augment.Augment("mnist", unknown_option=1)

@@ -138,3 +138,37 @@ def test_throughput_summary():
     assert summary["images_per_sec"] == pytest.approx(1000 / 1.4)
     assert summary["input_wait_share"] == pytest.approx(0.4 / 1.4)
     assert math.isnan(monitor.summarize([], 100, 1.0)["images_per_sec"])
+
+
+def test_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        callbacks.atomic_write_text(tmp_path / "report.json", "{}")
+        assert stat.S_IMODE(os.stat(tmp_path / "report.json").st_mode) == 0o644
+        os.umask(0o077)
+        callbacks.atomic_write_text(tmp_path / "private.json", "{}")
+        assert stat.S_IMODE(os.stat(tmp_path / "private.json").st_mode) == 0o600
+    finally:
+        os.umask(previous)
+
+
+def test_throughput_monitor_leaves_the_tracing_step_out(monkeypatch):
+    from augpipe.callbacks import monitors
+
+    clock = iter([0.0, 0.0, 10.0] + [10.0 + 0.1 * i for i in range(1, 21)] + [12.0])
+    monkeypatch.setattr(monitors.time, "perf_counter", lambda: next(clock))
+    monitor = callbacks.ThroughputMonitor(batch_size=100)
+    monitor.on_train_begin()
+    monitor.on_epoch_begin(0)  # t = 0
+    monitor.on_train_batch_begin(0)  # t = 0: the first step traces for 10 s
+    monitor.on_train_batch_end(0)  # t = 10
+    for batch in range(1, 11):  # ten steps of 0.1 s
+        monitor.on_train_batch_begin(batch)
+        monitor.on_train_batch_end(batch)
+    logs = {}
+    monitor.on_epoch_end(0, logs)  # t = 12
+    assert logs["input_wait_share"] == pytest.approx(0.0, abs=1e-6)  # tracing is not input wait
+    assert logs["images_per_sec"] == pytest.approx(1000 / 2.0)  # 10 steps x 100 images in the 2 s after tracing

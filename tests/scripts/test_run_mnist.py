@@ -224,3 +224,28 @@ def test_first_screen_has_no_tensorflow_startup_lines(tiny_npz, tmp_path):
              if re.match(r"^[IWE]\d{4} |WARNING: All log messages|To enable the following|.*cuInit", line)]
     assert noise == [], noise
     assert "test accuracy" in result.stdout.lower() or "test_accuracy" in result.stdout
+
+
+def test_summary_strength_is_the_one_the_last_epoch_used(tiny_npz, tmp_path):
+    run_dir = tmp_path / "run"
+    result = invoke("--source", tiny_npz, "--model", "mlp", "--epochs", 4, "--batch-size", 32, "--run-dir", run_dir,
+                    "--strength", "linear:0.1:0.9:4", "--quiet", "--no-tensorboard")
+    assert result.exit_code == 0, result.output
+    last = float(read_log(run_dir)[-1]["aug_strength"])
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["final_strength"] == pytest.approx(last)
+    assert re.search(rf"strength \(last epoch\)\s+{last:.2f}", result.stdout), result.stdout
+
+
+def test_extending_a_run_keeps_the_schedule_shape_and_says_so(tiny_npz, tmp_path):
+    run_dir = tmp_path / "run"
+    assert invoke("--source", tiny_npz, "--model", "mlp", "--epochs", 4, "--batch-size", 32,
+                  "--run-dir", run_dir, "--quiet", "--no-tensorboard").exit_code == 0
+    result = invoke("--run-dir", run_dir, "--resume", "--epochs", 6)
+    assert result.exit_code == 0, result.output
+    assert "keeps its 4-epoch shape" in result.stderr
+    rates = [float(r["learning_rate"]) for r in read_log(run_dir)]
+    # The cosine laid out for 4 epochs ends at 2e-3 x 0.02 and stays there; it is not stretched to 6
+    # (which would have raised the rate of the extra epochs again).
+    assert rates[4] <= rates[3]
+    assert rates[4] == pytest.approx(2e-3 * 0.02, rel=1e-5) and rates[5] == pytest.approx(2e-3 * 0.02, rel=1e-5)
