@@ -50,6 +50,8 @@ class OpDef:
             `(images, params, seed) -> images`.
         magnitude: the default maximum magnitude at strength 1.
         unit: what the magnitude means.
+        strength_rule: how magnitude `m` and strength `s` give the drawn
+            parameter (docs/ops.md is generated from it).
         identity_params: `sample` gives unselected images parameters under
             which `build` is the exact identity (a zero noise level, an empty
             box). Consecutive such ops share one gated pass; the others are
@@ -63,6 +65,7 @@ class OpDef:
     magnitude: float
     unit: str
     identity_params: bool = False
+    strength_rule: str = ""
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -194,30 +197,54 @@ def build_erase(images, p, seed):
 
 OPS: Dict[str, OpDef] = {
     "rotate": OpDef(kind="geometric", num_uniforms=1, sample=sample_rotate, build=build_rotate,
-                    magnitude=25.0, unit="degrees"),
+                    magnitude=25.0, unit="degrees",
+                    strength_rule="angle uniform in ±m·s degrees"),
     "scale": OpDef(kind="geometric", num_uniforms=1, sample=sample_scale, build=build_scale,
-                   magnitude=0.2, unit="relative zoom"),
+                   magnitude=0.2, unit="relative zoom",
+                   strength_rule="zoom factor uniform in 1 ± m·s"),
     "shear": OpDef(kind="geometric", num_uniforms=2, sample=sample_shear, build=build_shear,
-                   magnitude=0.3, unit="shear factor"),
+                   magnitude=0.3, unit="shear factor",
+                   strength_rule="x and y shear uniform in ±m·s"),
     "translate": OpDef(kind="geometric", num_uniforms=2, sample=sample_translate, build=build_translate,
-                       magnitude=0.15, unit="fraction of the image size"),
+                       magnitude=0.15, unit="fraction of the image size",
+                       strength_rule="shift uniform in ±m·s of the width (x) and height (y)"),
     "flip_horizontal": OpDef(kind="geometric", num_uniforms=0, sample=sample_flip, build=build_flip_horizontal,
-                             magnitude=1.0, unit="unused (a flip has no magnitude)"),
+                             magnitude=1.0, unit="unused (a flip has no magnitude)",
+                             strength_rule="none: a flip, chosen or not"),
     "flip_vertical": OpDef(kind="geometric", num_uniforms=0, sample=sample_flip, build=build_flip_vertical,
-                           magnitude=1.0, unit="unused (a flip has no magnitude)"),
+                           magnitude=1.0, unit="unused (a flip has no magnitude)",
+                           strength_rule="none: a flip, chosen or not"),
     "elastic": OpDef(kind="resample", num_uniforms=32, sample=sample_elastic, build=build_elastic,
-                     magnitude=2.5, unit="peak displacement in pixels"),
+                     magnitude=2.5, unit="peak displacement in pixels",
+                     strength_rule="smooth 4x4-grid displacement field of peak m·s pixels"),
     "brightness": OpDef(kind="pixel", num_uniforms=1, sample=sample_brightness, build=build_brightness,
-                        magnitude=0.3, unit="added to [0, 1] pixels", identity_params=True),
+                        magnitude=0.3, unit="added to [0, 1] pixels", identity_params=True,
+                        strength_rule="added value uniform in ±m·s"),
     "contrast": OpDef(kind="pixel", num_uniforms=1, sample=sample_contrast, build=build_contrast,
-                      magnitude=0.5, unit="relative change of contrast"),
+                      magnitude=0.5, unit="relative change of contrast",
+                      strength_rule="factor uniform in 1 ± m·s about the image mean"),
     "gamma": OpDef(kind="pixel", num_uniforms=1, sample=sample_gamma, build=build_gamma,
-                   magnitude=0.5, unit="log of the gamma exponent", identity_params=True),
+                   magnitude=0.5, unit="log of the gamma exponent", identity_params=True,
+                   strength_rule="exponent exp(u), u uniform in ±m·s"),
     "noise": OpDef(kind="pixel", num_uniforms=1, sample=sample_noise, build=build_noise,
-                   magnitude=0.1, unit="noise standard deviation on [0, 1] pixels", identity_params=True),
+                   magnitude=0.1, unit="noise standard deviation on [0, 1] pixels", identity_params=True,
+                   strength_rule="Gaussian noise, standard deviation uniform in [0, m·s]"),
     "erase": OpDef(kind="pixel", num_uniforms=4, sample=sample_erase, build=build_erase,
-                   magnitude=0.25, unit="largest erased fraction of the image area", identity_params=True),
+                   magnitude=0.25, unit="largest erased fraction of the image area", identity_params=True,
+                   strength_rule="one box of area uniform in [0, m·s] of the image, aspect 0.3-3.3"),
 }
+
+
+def markdown_table() -> str:
+    """The op table as Markdown: name, kind, unit, default magnitude, and how strength scales it."""
+    lines = [
+        "| op | kind | magnitude `m` means | default `m` | at strength `s` |",
+        "|---|---|---|---|---|",
+    ]
+    for name in sorted(OPS):
+        op = OPS[name]
+        lines.append(f"| `{name}` | {op.kind} | {op.unit} | {op.magnitude:g} | {op.strength_rule} |")
+    return "\n".join(lines) + "\n"
 
 
 def list_ops() -> list:

@@ -285,3 +285,13 @@ def test_policy_options_pass_through_the_layer():
         augment.Augment(augment.get_policy("mnist"), ops=["rotate"])
     with pytest.raises(TypeError):
         augment.Augment("mnist", unknown_option=1)
+
+
+def test_the_generated_op_table_in_the_docs_matches_the_code():
+    import pathlib
+
+    from augpipe.augment import op_table
+
+    page = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "ops.md").read_text()
+    assert op_table.markdown_table() in page, "regenerate docs/ops.md from op_table.markdown_table()"
+    assert all(op.strength_rule for op in op_table.OPS.values())
