@@ -198,6 +198,25 @@ def find_sibling_callbacks(callback) -> Optional[list]:
     return None
 
 
+def check_order(callback, siblings, *, after=(), before=(), why: str = "") -> None:
+    """Raises at `on_train_begin` when `callback` is not after every `after` and before every `before` type.
+
+    `siblings` is the running fit's callback list (see `find_sibling_callbacks`).
+    """
+    if siblings is None or callback not in siblings:
+        return
+    position = siblings.index(callback)
+    for index, other in enumerate(siblings):
+        late = index > position and isinstance(other, tuple(after)) if after else False
+        early = index < position and isinstance(other, tuple(before)) if before else False
+        if late or early:
+            relation = "after" if late else "before"
+            raise ValueError(
+                f"{type(callback).__name__} must come {relation} {type(other).__name__} in the callback list"
+                f"{': ' + why if why else ''}. Move it {relation} {type(other).__name__}."
+            )
+
+
 def strength_variable(target):
     """The strength variable of an `Augment` layer, or the variable itself."""
     variable = getattr(target, "strength", target)

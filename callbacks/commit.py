@@ -25,7 +25,13 @@ from typing import Optional
 
 import keras
 
-from augpipe.callbacks.base import StatefulCallback, atomic_write_text, check_not_test_key
+from augpipe.callbacks.base import (
+    StatefulCallback,
+    atomic_write_text,
+    check_not_test_key,
+    check_order,
+    find_sibling_callbacks,
+)
 
 COMMIT = "commit.json"
 _WEIGHTS = re.compile(r"^weights-(\d+)\.weights\.h5$")
@@ -224,6 +230,12 @@ class EpochCommit(keras.callbacks.Callback):
         super().__init__()
         self.backup_dir = pathlib.Path(backup_dir)
         self.checkpoint = checkpoint
+
+    def on_train_begin(self, logs=None):
+        check_order(self, find_sibling_callbacks(self),
+                    after=(StatefulCallback, EpochBackup, keras.callbacks.CSVLogger, keras.callbacks.TensorBoard,
+                           keras.callbacks.EarlyStopping),
+                    why="the commit marker must be written after every file of the epoch")
 
     def on_epoch_end(self, epoch, logs=None):
         candidate = None

@@ -7,7 +7,7 @@ import os
 import pathlib
 import tempfile
 
-from augpipe.callbacks.base import StatefulCallback, file_mode
+from augpipe.callbacks.base import StatefulCallback, check_order, file_mode, find_sibling_callbacks
 
 PANELS = (
     ("loss", ("loss", "val_loss", "test_loss")),
@@ -39,6 +39,16 @@ class TrainingCurves(StatefulCallback):
         self.path = pathlib.Path(path)
         self.reset()
 
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        from augpipe.callbacks.evaluation import ScheduledEvaluation
+        from augpipe.callbacks.lr import LearningRateControl
+        from augpipe.callbacks.strength import AdaptiveStrength, StrengthSchedule
+
+        check_order(self, find_sibling_callbacks(self),
+                    after=(ScheduledEvaluation, LearningRateControl, AdaptiveStrength, StrengthSchedule),
+                    why="it plots the keys those callbacks write")
     def reset(self):
         self.rows = []
 

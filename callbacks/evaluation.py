@@ -8,7 +8,7 @@ from typing import Iterable, Optional
 
 import keras
 
-from augpipe.callbacks.base import StatefulCallback, find_sibling_callbacks
+from augpipe.callbacks.base import StatefulCallback, check_order, find_sibling_callbacks
 from augpipe.validation import check_int
 
 _NAN = float("nan")
@@ -127,6 +127,15 @@ class ScheduledEvaluation(StatefulCallback):
             )
         else:
             check_no_test_monitor(siblings, self.prefix)
+            from augpipe.callbacks.curves import TrainingCurves
+
+            check_order(
+                self, siblings,
+                after=(keras.callbacks.EarlyStopping,),
+                before=(keras.callbacks.CSVLogger, keras.callbacks.TensorBoard, TrainingCurves),
+                why="it evaluates the last epoch when early stopping ends the run, and the loggers must "
+                    f"see its '{self.prefix}*' keys",
+            )
 
     def should_evaluate(self, epoch: int) -> bool:
         last = epoch + 1 >= (self.params or {}).get("epochs", math.inf) or bool(

@@ -196,3 +196,28 @@ def test_the_ported_article_script_runs_and_its_scheduler_steps_show(tmp_path, m
     assert bases[0] == pytest.approx(1e-3, rel=1e-5)
     assert bases[3] <= bases[2] * math.exp(-0.1) * 1.0001
     assert math.isnan(float(rows[0]["test_accuracy"])) and not math.isnan(float(rows[1]["test_accuracy"]))
+
+
+def test_callback_order_that_would_lose_the_final_test_evaluation_is_refused(tiny, tmp_path):
+    model, _ = make_model()
+    evaluation = callbacks.ScheduledEvaluation(tiny["test"], every=5)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1)
+    with pytest.raises(ValueError, match="ScheduledEvaluation must come after EarlyStopping"):
+        model.fit(tiny["train"], validation_data=tiny["val"], epochs=1, verbose=0, callbacks=[evaluation, stop])
+    logger = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))
+    with pytest.raises(ValueError, match="ScheduledEvaluation must come before CSVLogger"):
+        model.fit(tiny["train"], validation_data=tiny["val"], epochs=1, verbose=0, callbacks=[logger, evaluation])
+    commit = callbacks.EpochCommit(tmp_path / "backup")
+    with pytest.raises(ValueError, match="EpochCommit must come after CSVLogger"):
+        model.fit(tiny["train"], validation_data=tiny["val"], epochs=1, verbose=0, callbacks=[commit, logger])
+
+
+def test_early_stopping_after_scheduled_evaluation_still_evaluates_the_last_epoch(tiny, tmp_path):
+    model, _ = make_model()
+    log = tmp_path / "log.csv"
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=0, min_delta=1e9)  # stops after epoch 2
+    model.fit(tiny["train"], validation_data=tiny["val"], epochs=10, verbose=0, shuffle=False,
+              callbacks=[pipelines.EpochSync(tiny["epoch"]), stop, callbacks.ScheduledEvaluation(tiny["test"], every=5),
+                         keras.callbacks.CSVLogger(str(log))])
+    rows = list(csv.DictReader(open(log)))
+    assert len(rows) < 10 and not math.isnan(float(rows[-1]["test_accuracy"]))
