@@ -83,6 +83,7 @@ class Source:
         num_classes: Optional[int] = None,
         class_names: Optional[Sequence[str]] = None,
         value_range: tuple = (0, 255),
+        layout: str = "channels_last",
         name: str = "arrays",
         provenance: Optional[str] = None,
     ) -> "Source":
@@ -97,10 +98,14 @@ class Source:
             class_names: defaults to `"0"`, `"1"`, ...
             value_range: the `(low, high)` range of non-uint8 images; they are
                 rescaled to `[0, 255]` and stored as uint8.
+            layout: `"channels_last"` (`(N, H, W, C)`) or `"channels_first"`
+                (`(N, C, H, W)`, transposed here). A channels-last array that
+                looks channels-first (`C` in 1, 3, 4 at axis 1 and not at
+                axis 3) is refused with a message naming its shape.
             name: a short name for reports.
             provenance: a line saying where the arrays came from.
         """
-        train_images = _as_uint8_images(images, "images", value_range)
+        train_images = _as_uint8_images(images, "images", value_range, layout)
         train_labels = _as_labels(labels, "labels", len(train_images))
         official = None
         if test is not None:
@@ -109,7 +114,7 @@ class Source:
                     f"`test` must be an (images, labels) pair. Received a "
                     f"{type(test).__name__} of length {len(test)}."
                 )
-            test_images = _as_uint8_images(test[0], "test images", value_range)
+            test_images = _as_uint8_images(test[0], "test images", value_range, layout)
             test_labels = _as_labels(test[1], "test labels", len(test_images))
             if test_images.shape[1:] != train_images.shape[1:]:
                 raise ValueError(
@@ -162,8 +167,22 @@ class Source:
         )
 
 
-def _as_uint8_images(images, what: str, value_range) -> np.ndarray:
+LAYOUTS = ("channels_last", "channels_first")
+_CHANNELS = (1, 3, 4)
+
+
+def _as_uint8_images(images, what: str, value_range, layout: str = "channels_last") -> np.ndarray:
     arr = np.asarray(images)
+    if layout not in LAYOUTS:
+        raise ValueError(f"Received: layout={layout!r}. Expected one of: {', '.join(LAYOUTS)}.")
+    if arr.ndim == 4 and layout == "channels_first":
+        arr = np.transpose(arr, (0, 2, 3, 1))
+    elif arr.ndim == 4 and arr.shape[1] in _CHANNELS and arr.shape[3] not in _CHANNELS:
+        raise ValueError(
+            f"{what} have shape {arr.shape}, which looks channels-first (N, C, H, W) with C={arr.shape[1]}. "
+            "Expected (N, H, W, C). Pass layout='channels_first' (npz spec: ?layout=channels_first; "
+            "run-mnist: --layout channels_first) to transpose them."
+        )
     if arr.ndim == 3:
         arr = arr[..., np.newaxis]
     if arr.ndim != 4:
@@ -187,13 +206,15 @@ def _as_uint8_images(images, what: str, value_range) -> np.ndarray:
             raise ValueError(
                 f"{what} have values in [{amin:g}, {amax:g}], outside the "
                 f"expected range [{low:g}, {high:g}]. Pass uint8 images, or "
-                "floats in value_range (default [0, 255]), or set `value_range`."
+                "floats in value_range (default [0, 255]), or set value_range (npz spec: "
+                "?value_range=LOW,HIGH; run-mnist: --value-range LOW HIGH)."
             )
         if high == 255 and low == 0 and amax <= 1.0 and amax > 0:
             raise ValueError(
                 f"{what} are floats with values in [{amin:g}, {amax:g}], which "
                 "looks like [0, 1] data but the expected range is [0, 255]. "
-                "Pass `value_range=(0, 1)` so they are scaled correctly."
+                "Pass value_range=(0, 1) so they are scaled correctly (npz spec: ?value_range=0,1; "
+                "run-mnist: --value-range 0 1)."
             )
     scaled = (arr.astype(np.float64) - low) * (255.0 / (high - low))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
@@ -225,7 +246,27 @@ def _as_labels(labels, what: str, count: int) -> np.ndarray:
 # Spec parsing
 
 
-def load_source(spec, *, data_dir=None, download: bool = False) -> Source:
+def _npz_options(spec: str, query: str) -> dict:
+    """`value_range=0,1&layout=channels_first` from an npz spec's query part."""
+    from urllib.parse import parse_qsl
+
+    options = {}
+    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
+        if key == "value_range":
+            try:
+                low, high = (float(v) for v in value.split(","))
+            except ValueError:
+                raise ValueError(f"In {spec!r}: value_range={value!r}. Expected two numbers, e.g. value_range=0,1.") from None
+            options["value_range"] = (low, high)
+        elif key == "layout":
+            options["layout"] = value
+        else:
+            raise ValueError(f"In {spec!r}: unknown option {key!r}. Expected value_range or layout."
+                             f"{did_you_mean(key, ['value_range', 'layout'])}")
+    return options
+
+
+def load_source(spec, *, data_dir=None, download: bool = False, value_range=None, layout=None) -> Source:
     """Loads a data source from a spec string.
 
     Specs:
@@ -239,12 +280,16 @@ def load_source(spec, *, data_dir=None, download: bool = False) -> Source:
         - `idx:DIR`: the four standard MNIST IDX files, gzipped or raw, with
           labels in 0-9 (`pipelines.sources.load_idx(DIR, num_classes=N)`
           for other label sets).
-        - `npz:FILE`: a file with `x_train`, `y_train`, `x_test`, `y_test`.
+        - `npz:FILE[?value_range=LOW,HIGH&layout=channels_first]`: a file
+          with `x_train`, `y_train` and optionally `x_test`, `y_test` (without
+          them `make_splits` carves the test split out of the training data).
 
     Args:
         spec: the spec string (a `Source` is returned unchanged).
         data_dir: where tensorflow-datasets data lives (tfds' default if None).
         download: allow a network download for `mnist` and `tfds:` specs.
+        value_range, layout: for `npz:` specs, as in `Source.from_arrays`
+            (they override the spec's own options).
 
     Example:
 
@@ -270,7 +315,13 @@ def load_source(spec, *, data_dir=None, download: bool = False) -> Source:
     if sep and kind == "idx":
         return load_idx(rest)
     if sep and kind == "npz":
-        return load_npz(rest)
+        path, _, query = rest.partition("?")
+        options = _npz_options(spec, query)
+        if value_range is not None:
+            options["value_range"] = tuple(value_range)
+        if layout is not None:
+            options["layout"] = layout
+        return load_npz(path, **options)
     hint = did_you_mean(spec, ["mnist", "mnist-embedded", "tfds:", "idx:", "npz:"])
     raise ValueError(
         f"Unknown source spec {spec!r}. Expected one of: {', '.join(SPEC_KINDS)}.{hint}"
@@ -454,24 +505,33 @@ def load_idx(directory, num_classes: int = 10) -> Source:
     )
 
 
-def load_npz(path) -> Source:
-    """Loads an npz file with `x_train`, `y_train`, `x_test`, `y_test`."""
+def load_npz(path, value_range=(0, 255), layout: str = "channels_last") -> Source:
+    """Loads an npz file with `x_train`, `y_train` and, optionally, `x_test`, `y_test`.
+
+    Never unpickles: object arrays are refused.
+    """
     file = pathlib.Path(path).expanduser()
     if not file.is_file():
         raise FileNotFoundError(
             f"npz file not found: {str(file)!r}. Expected a file with keys "
-            "x_train, y_train, x_test, y_test (Keras' mnist.npz layout)."
+            "x_train, y_train (and optionally x_test, y_test: Keras' mnist.npz layout)."
         )
     try:
         # Never allow_pickle: a pickle in a data file can run any code.
         with np.load(file, allow_pickle=False) as data:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in data]
+            missing = [k for k in ("x_train", "y_train") if k not in data]
             if missing:
                 raise ValueError(
                     f"npz file {str(file)!r} lacks keys {missing}. Found keys "
-                    f"{sorted(data.files)}; expected x_train, y_train, x_test, y_test."
+                    f"{sorted(data.files)}; expected x_train, y_train (and optionally x_test, y_test)."
                 )
-            arrays = {k: data[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+            has_test = [k for k in ("x_test", "y_test") if k in data]
+            if len(has_test) == 1:
+                raise ValueError(
+                    f"npz file {str(file)!r} has {has_test[0]} without its partner. Expected both x_test and "
+                    "y_test, or neither (then the test split is carved out of the training data)."
+                )
+            arrays = {k: data[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in data}
     except ValueError as error:
         if "allow_pickle" not in str(error):
             raise
@@ -485,15 +545,16 @@ def load_npz(path) -> Source:
             f"Could not read npz file {str(file)!r} ({type(error).__name__}: {error}). Expected a zip "
             "archive written by np.savez or np.savez_compressed; the file is truncated or not an npz."
         ) from None
+    test = (arrays["x_test"], arrays["y_test"]) if "x_test" in arrays else None
+    counts = f"{len(arrays['x_train'])} train, " + (f"{len(arrays['x_test'])} official test" if test else "no test split")
     return Source.from_arrays(
         arrays["x_train"],
         arrays["y_train"],
-        test=(arrays["x_test"], arrays["y_test"]),
+        test=test,
+        value_range=value_range,
+        layout=layout,
         name="npz",
-        provenance=(
-            f"npz: {str(file)!r}: {len(arrays['x_train'])} train, "
-            f"{len(arrays['x_test'])} official test"
-        ),
+        provenance=f"npz: {str(file)!r}: {counts}",
     )
 
 

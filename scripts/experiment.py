@@ -61,6 +61,8 @@ class ExperimentConfig:
     """Every option of the experiment, with the defaults the README's results use."""
 
     source: str = "mnist"
+    value_range: Optional[tuple] = None  # npz: the range of float images (default 0-255)
+    layout: Optional[str] = None  # npz: channels_last (default) or channels_first
     download: bool = False
     model: str = "cnn"
     epochs: int = 30
@@ -409,7 +411,8 @@ def read_log(path) -> list:
 def load_data(config: ExperimentConfig) -> Data:
     """Stage 3: loads the source and makes its seeded, stratified, disjoint splits."""
     try:
-        source = pipelines.load_source(config.source, data_dir=config.data_dir, download=config.download)
+        source = pipelines.load_source(config.source, data_dir=config.data_dir, download=config.download,
+                                       value_range=config.value_range, layout=config.layout)
         splits = pipelines.make_splits(source, seed=config.seed)
         splits.check_disjoint()
     except (ValueError, FileNotFoundError, ConnectionError, OSError) as error:

@@ -13,7 +13,12 @@ STRENGTH_HELP = (
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--source", default="mnist", help="Data: mnist, mnist-embedded, tfds:NAME[:CONFIG], idx:DIR, npz:FILE.")
+@click.option("--source", default="mnist",
+              help="Data: mnist, mnist-embedded, tfds:NAME[:CONFIG], idx:DIR, npz:FILE[?value_range=0,1&layout=...].")
+@click.option("--value-range", type=(float, float), default=None, metavar="LOW HIGH",
+              help="npz: the value range of float images (default 0 255), e.g. --value-range 0 1.")
+@click.option("--layout", type=click.Choice(["channels_last", "channels_first"]), default=None,
+              help="npz: the array layout; channels_first arrays (N, C, H, W) are transposed.")
 @click.option("--download/--no-download", default=False, help="Allow downloading the full data set.")
 @click.option("--model", type=click.Choice(["cnn", "mlp"]), default="cnn", help="Backbone: cnn, or the classic MLP baseline.")
 @click.option("--epochs", type=click.IntRange(min=1), default=30)

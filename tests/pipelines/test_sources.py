@@ -244,3 +244,32 @@ def test_idx_label_outside_the_digits_is_an_error_not_a_bigger_class_count(tmp_p
     with pytest.raises(ValueError, match=r"labels out of range: found 255 at index 7. Expected integers in \[0, 10\)"):
         load_source(f"idx:{tmp_path}")
     assert sources.load_idx(tmp_path, num_classes=256).num_classes == 256  # when the label set really is larger
+
+
+def test_train_only_npz_gets_its_test_split_from_make_splits(tmp_path):
+    from augpipe.pipelines import make_splits
+
+    images = np.random.default_rng(0).integers(0, 256, (100, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "train.npz", x_train=images, y_train=np.arange(100) % 5)
+    source = load_source(f"npz:{tmp_path / 'train.npz'}")
+    assert source.official_test is None and "no test split" in source.provenance
+    splits = make_splits(source, seed=0)
+    assert len(splits.test) > 0
+    splits.check_disjoint()
+
+
+def test_npz_value_range_and_layout_from_the_spec(tmp_path):
+    rng = np.random.default_rng(0)
+    first = rng.random((20, 3, 6, 5)).astype(np.float32)  # channels first, values in [0, 1]
+    np.savez(tmp_path / "cf.npz", x_train=first, y_train=np.arange(20) % 4)
+    with pytest.raises(ValueError, match=r"shape \(20, 3, 6, 5\), which looks channels-first.*layout='channels_first'"):
+        load_source(f"npz:{tmp_path / 'cf.npz'}")
+    with pytest.raises(ValueError, match=r"looks like \[0, 1\] data.*\?value_range=0,1"):
+        load_source(f"npz:{tmp_path / 'cf.npz'}?layout=channels_first")
+    source = load_source(f"npz:{tmp_path / 'cf.npz'}?value_range=0,1&layout=channels_first")
+    assert source.image_shape == (6, 5, 3)
+    np.testing.assert_array_equal(source.images[0, :, :, 1], np.rint(first[0, 1] * 255).astype(np.uint8))
+    same = load_source(f"npz:{tmp_path / 'cf.npz'}", value_range=(0, 1), layout="channels_first")
+    np.testing.assert_array_equal(same.images, source.images)
+    with pytest.raises(ValueError, match="unknown option 'layuot'.*Did you mean 'layout'"):
+        load_source(f"npz:{tmp_path / 'cf.npz'}?layuot=channels_first")

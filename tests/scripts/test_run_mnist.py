@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -249,3 +250,17 @@ def test_extending_a_run_keeps_the_schedule_shape_and_says_so(tiny_npz, tmp_path
     # (which would have raised the rate of the extra epochs again).
     assert rates[4] <= rates[3]
     assert rates[4] == pytest.approx(2e-3 * 0.02, rel=1e-5) and rates[5] == pytest.approx(2e-3 * 0.02, rel=1e-5)
+
+
+def test_channels_first_float_npz_trains_with_the_flags_and_is_refused_without(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.random((200, 3, 12, 10)).astype(np.float32)
+    path = tmp_path / "rgb.npz"
+    np.savez(path, x_train=images, y_train=np.arange(200) % 5)  # train-only
+    result = invoke("--source", f"npz:{path}", "--model", "mlp", "--epochs", 1, "--run-dir", tmp_path / "a", "--quiet")
+    assert result.exit_code == 1 and "looks channels-first" in result.stderr and "--layout channels_first" in result.stderr
+    assert not (tmp_path / "a").exists()  # nothing left that blocks a rerun
+    result = invoke("--source", f"npz:{path}", "--value-range", 0, 1, "--layout", "channels_first", "--model", "mlp",
+                    "--epochs", 1, "--batch-size", 32, "--run-dir", tmp_path / "a", "--quiet", "--no-tensorboard")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "a" / "report.json").read_text())["splits"]["test"]["size"] > 0
