@@ -17,6 +17,7 @@ def check_strength(strength) -> float:
     return check_unit("strength", strength)
 
 
+PLACEMENTS = ("device", "host")
 # Keyword arguments that belong to keras.layers.Layer; every other one goes to the policy.
 _LAYER_ARGUMENTS = frozenset({"name", "dtype", "trainable", "autocast", "input_shape", "input_dim", "batch_size"})
 
@@ -55,6 +56,12 @@ class Augment(keras.layers.Layer):
             `Augment("ops", ops=["rotate", "noise"])` or
             `Augment("randaugment", num_ops=3)`.
         strength: initial strength in `[0, 1]`.
+        placement: `"device"` (augment inside the model) or `"host"`
+            (augment in the tf.data pipeline: pass the same layer as
+            `build_pipeline(..., host_augment=layer)`; inside the model it then
+            only converts to float). Host-augmented batches stay uint8, like
+            validation and test batches, so one model serves all three and
+            switching placement changes nothing else in a script.
         seed: an int; None picks a random one (recorded in `get_config()`).
 
     Example:
@@ -67,8 +74,11 @@ class Augment(keras.layers.Layer):
     >>> layer.set_strength(0.8)
     """
 
-    def __init__(self, policy="mnist", strength=0.5, seed=None, **kwargs):
+    def __init__(self, policy="mnist", strength=0.5, seed=None, placement: str = "device", **kwargs):
         policy_options = {key: kwargs.pop(key) for key in list(kwargs) if key not in _LAYER_ARGUMENTS}
+        if placement not in PLACEMENTS:
+            raise ValueError(f"Received: placement={placement!r}. Expected one of: {', '.join(PLACEMENTS)}.")
+        self.placement = placement
         super().__init__(**kwargs)
         # Data-dependent shapes (gathered subsets, partitions): not for XLA.
         self.supports_jit = False
@@ -120,8 +130,8 @@ class Augment(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         images = self._checked_float(inputs)
-        if not training:
-            return images
+        if not training or self.placement == "host":
+            return images  # host placement: the pipeline augmented the batch already
         return self._augment(images, self.next_seed())
 
     def keyed_batch(self, images, labels, key):
@@ -131,8 +141,13 @@ class Augment(keras.layers.Layer):
         thread order, and a resumed run redraws exactly (no counter to
         restore). Device placement (`call`) uses the counter in the weights.
         """
-        images = self._checked_float(images)
-        return self._augment(images, ops.keyed_seed(self.seed, ops.STREAM_POLICY, key)), labels
+        is_uint8 = tf.convert_to_tensor(images).dtype == tf.uint8
+        augmented = self._augment(self._checked_float(images), ops.keyed_seed(self.seed, ops.STREAM_POLICY, key))
+        if is_uint8:
+            # Back to uint8, so training batches have the dtype and range of validation and test batches
+            # (and cross to the device at a quarter of float32's bytes).
+            augmented = tf.cast(tf.round(tf.clip_by_value(augmented, 0.0, 1.0) * 255.0), tf.uint8)
+        return augmented, labels
 
     def _augment(self, images, seed):
         strength = tf.convert_to_tensor(self.strength.value)
@@ -181,6 +196,7 @@ class Augment(keras.layers.Layer):
                 "policy": serialize_policy(self.policy),
                 "strength": float(self.strength.numpy()),
                 "seed": self.seed,
+                "placement": self.placement,
             }
         )
         return config

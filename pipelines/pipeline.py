@@ -175,6 +175,13 @@ def build_pipeline(
     functions = []
     if host_augment is not None:
         items = host_augment if isinstance(host_augment, (list, tuple)) else [host_augment]
+        for fn in items:
+            if getattr(fn, "placement", None) == "device" and hasattr(fn, "keyed_batch"):
+                raise ValueError(
+                    f"{type(fn).__name__} {getattr(fn, 'name', '')!r} has placement='device': inside a model it "
+                    "augments, so running it in the pipeline too would augment twice. Create it with "
+                    "placement='host' (it then only converts inside the model)."
+                )
         functions = [as_batch_fn(fn) for fn in items]
 
     num_examples = len(split)

@@ -450,22 +450,16 @@ def write_config(config: ExperimentConfig, run_dir: pathlib.Path, data: Data) ->
 def build_experiment_model(config: ExperimentConfig, data: Data, strategy=None) -> ModelParts:
     """Stage 4: `Input -> Augment -> backbone`, compiled with an LR multiplier schedule.
 
-    With host placement the model's `Augment` only converts (policy `none`)
-    and the returned `augment_layer` is the one the pipeline runs.
+    With host placement the same `Augment` (placement `host`) is in the
+    model, where it only converts, and the pipeline runs it.
     """
     strategy = strategy or tf.distribute.get_strategy()
     kind, initial_strength, _ = parse_strength(config.strength)
     policy = "none" if kind == "off" else config.policy
     with strategy.scope():
-        aug_layer = augment.Augment(policy, strength=initial_strength, seed=config.seed, name="augment")
-        in_model = aug_layer if config.placement == "device" else augment.Augment("none", seed=config.seed, name="augment")
-        model = build_model(
-            config.model,
-            data.source.image_shape,
-            data.source.num_classes,
-            in_model,
-            input_dtype="uint8" if config.placement == "device" else "float32",
-        )
+        aug_layer = augment.Augment(policy, strength=initial_strength, seed=config.seed, name="augment",
+                                    placement=config.placement)
+        model = build_model(config.model, data.source.image_shape, data.source.num_classes, aug_layer)
         loss, metrics = _loss_and_metrics(config.mixup)
         optimizer = keras.optimizers.Adam(callbacks.MultiplierSchedule(config.learning_rate))
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
@@ -517,10 +511,6 @@ def build_inputs(config: ExperimentConfig, data: Data, parts: ModelParts, strate
         raise RunError(str(error)) from None
     val = pipelines.build_pipeline(data.splits.val, batch_size=config.batch_size, training=False, one_hot=config.mixup)
     test = pipelines.build_pipeline(data.splits.test, batch_size=config.batch_size, training=False, one_hot=config.mixup)
-    if config.placement == "host":
-        # The model's input is float32 [0, 1] then; evaluation batches too.
-        val = val.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
-        test = test.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
     return Inputs(train, val, test, initial_epoch)
 
 

@@ -220,11 +220,8 @@ def measure_input_bound(images, batch_size, model_kind, policy, strength, placem
     labels = np.arange(len(images)) % 10
     source = pipelines.Source.from_arrays(images, labels, num_classes=10)
     split = pipelines.make_splits(source, val_size=0, test_size=0.01, seed=seed).train
-    layer = augment.Augment(policy, strength=strength, seed=seed)
-    device_layer = layer if placement == "device" else augment.Augment("none", seed=seed)
-    model = build_model(
-        model_kind, images.shape[1:], 10, device_layer, input_dtype="uint8" if placement == "device" else "float32"
-    )
+    layer = augment.Augment(policy, strength=strength, seed=seed, placement=placement)
+    model = build_model(model_kind, images.shape[1:], 10, layer)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     real = pipelines.build_pipeline(
         split, batch_size=batch_size, training=True, seed=seed, drop_remainder=True,

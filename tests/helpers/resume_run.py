@@ -43,12 +43,11 @@ def main(backup, csv_path, epochs, kill_after=None, placement="device"):
     keras.utils.set_random_seed(0)
     images, labels = make_digits(num_per_class=12)
     splits = pipelines.make_splits(pipelines.Source.from_arrays(images, labels), val_size=20, test_size=20, seed=0)
-    layer = augment.Augment("mnist", strength=0.3, seed=5)
     host = placement != "device"
     mixup = placement == "host-mixup"
-    in_model = augment.Augment("none", seed=5) if host else layer
+    layer = augment.Augment("mnist", strength=0.3, seed=5, placement="host" if host else "device")
     model = keras.Sequential([
-        keras.Input((12, 12, 1), dtype="float32" if host else "uint8"), in_model, keras.layers.Flatten(),
+        keras.Input((12, 12, 1), dtype="uint8"), layer, keras.layers.Flatten(),
         keras.layers.Dropout(0.3), keras.layers.Dense(10),
     ])
     loss = (keras.losses.CategoricalCrossentropy(from_logits=True) if mixup
@@ -61,9 +60,6 @@ def main(backup, csv_path, epochs, kill_after=None, placement="device"):
                                                      one_hot=mixup, host_parallel_calls=4 if host else None)
     val = pipelines.build_pipeline(splits.val, batch_size=32, training=False, one_hot=mixup)
     test = pipelines.build_pipeline(splits.test, batch_size=32, training=False, one_hot=mixup)
-    if host:
-        val = val.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
-        test = test.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
     controller = callbacks.AdaptiveStrength(layer, warmup_epochs=1, speed=0.1, state_dir=backup)
     callback_list = [
         pipelines.EpochSync(epoch),

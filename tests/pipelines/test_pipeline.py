@@ -118,7 +118,7 @@ def test_host_augmentation_with_parallel_calls_gives_the_same_batches_every_run(
     from augpipe import augment
 
     def one_epoch():
-        layer = augment.Augment("mnist", strength=1.0, seed=3)
+        layer = augment.Augment("mnist", strength=1.0, seed=3, placement="host")
         mix = augment.MixUpCutMix(num_classes=10, seed=3)
         ds, _ = build_training_pipeline(train_split, batch_size=8, seed=1, host_augment=[mix, layer],
                                         one_hot=True, host_parallel_calls=4, deterministic=True)
@@ -140,3 +140,36 @@ def test_mix_and_policy_draw_from_separate_streams():
     # And a batch's seed depends on its (epoch, index), not on call order.
     assert tuple(ops.keyed_seed(7, ops.STREAM_POLICY, key).numpy()) == seeds[ops.STREAM_POLICY]
     assert ops.keyed_seed(7, 1, [2, 6]).numpy().tolist() != list(seeds[ops.STREAM_POLICY])
+
+
+def test_host_placement_is_safe_by_construction(tiny_source):
+    # The same script with device or host placement: only the layer's placement differs.
+    import keras
+
+    from augpipe import augment
+
+    splits = make_splits(tiny_source, val_size=40, test_size=20, seed=0)
+    results = {}
+    for placement in ("device", "host"):
+        keras.utils.set_random_seed(0)
+        aug = augment.Augment("mnist", strength=0.3, seed=0, placement=placement)
+        train, epoch = build_training_pipeline(splits.train, batch_size=32, seed=0,
+                                               host_augment=aug if placement == "host" else None)
+        val = build_pipeline(splits.val, batch_size=64, training=False)
+        x_train, _ = next(iter(train))
+        x_val, _ = next(iter(val))
+        assert x_train.dtype == x_val.dtype == tf.uint8  # one dtype and range for all three
+        model = keras.Sequential([keras.Input((12, 12, 1), dtype="uint8"), aug, keras.layers.Flatten(),
+                                  keras.layers.Dense(10)])
+        model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        history = model.fit(train, validation_data=val, epochs=4, verbose=0, callbacks=[EpochSync(epoch)])
+        results[placement] = history.history["val_accuracy"][-1]
+    assert results["host"] > 0.8 and abs(results["host"] - results["device"]) < 0.15, results
+
+
+def test_a_device_placed_augment_is_refused_as_host_augmentation(train_split):
+    from augpipe import augment
+
+    with pytest.raises(ValueError, match="placement='device'.*augment twice.*placement='host'"):
+        build_pipeline(train_split, batch_size=8, training=True, host_augment=augment.Augment("mnist", seed=0))
