@@ -1,7 +1,14 @@
 """Keras callbacks: strength schedules and control, LR control, scheduled evaluation, monitors, plots."""
 
 from augpipe.callbacks.base import RandomStateBackup, StatefulCallback, atomic_write_text
-from augpipe.callbacks.commit import BestModelCheckpoint, EpochBackup, EpochCommit, committed_epoch, roll_back_to_commit
+from augpipe.callbacks.commit import (
+    BestModelCheckpoint,
+    EpochBackup,
+    EpochCommit,
+    committed_epoch,
+    resumable,
+    roll_back_to_commit,
+)
 from augpipe.callbacks.curves import TrainingCurves
 from augpipe.callbacks.evaluation import ScheduledEvaluation, check_no_test_monitor
 from augpipe.callbacks.lr import LearningRateControl, MultiplierSchedule, install_multiplier
@@ -38,6 +45,7 @@ __all__ = [
     "install_multiplier",
     "linear",
     "parse_schedule",
+    "resumable",
     "roll_back_to_commit",
     "step",
 ]

@@ -251,3 +251,61 @@ class EpochCommit(keras.callbacks.Callback):
             match = _WEIGHTS.match(path.name)
             if match and int(match.group(1)) < epoch:
                 path.unlink()
+
+
+def resumable(
+    run_dir,
+    *callbacks,
+    epoch_sync=None,
+    monitor: str = "val_accuracy",
+    mode: str = "max",
+    patience: Optional[int] = None,
+) -> list:
+    """The callbacks of a run that survives any kill, in a working order, around your own.
+
+    Returns `[epoch_sync, your LearningRateControl, EpochBackup,
+    RandomStateBackup, EarlyStopping (with patience), your other callbacks,
+    BestModelCheckpoint, CSVLogger (append), EpochCommit]`, with every
+    stateful callback of yours writing its state into `run_dir/backup`.
+    Pass the result to `fit(callbacks=...)`. Calling it on a directory that
+    holds a committed epoch resumes: it first rolls the directory back to
+    that epoch (`roll_back_to_commit`), and `fit` then starts there with the
+    weights, optimizer, random states, data order, controllers, best-model
+    threshold and early-stopping counts of that epoch. A callback you put
+    after the returned list that writes per-epoch files is refused by
+    `EpochCommit` at `on_train_begin`.
+
+    Args:
+        run_dir: the run's directory (made if missing).
+        *callbacks: your callbacks (controllers, `ScheduledEvaluation`,
+            `TensorBoard`, ...).
+        epoch_sync: `pipelines.EpochSync(epoch)` of the training pipeline.
+        monitor, mode: the metric that picks `best.keras` (never `test_*`).
+        patience: early stopping on `monitor` (None: off).
+
+    Example:
+
+    >>> run = resumable("runs/demo", monitor="val_loss", mode="min")
+    >>> [type(c).__name__ for c in run]
+    ['EpochBackup', 'RandomStateBackup', 'BestModelCheckpoint', 'CSVLogger', 'EpochCommit']
+    """
+    from augpipe.callbacks.base import RandomStateBackup
+    from augpipe.callbacks.lr import LearningRateControl
+    from augpipe.callbacks.stopping import EarlyStopping
+
+    run_dir = pathlib.Path(run_dir)
+    backup = run_dir / "backup"
+    backup.mkdir(parents=True, exist_ok=True)
+    roll_back_to_commit(run_dir)
+    for callback in callbacks:
+        if isinstance(callback, StatefulCallback) and callback.state_dir is None:
+            callback.state_dir = backup
+    lr = [c for c in callbacks if isinstance(c, LearningRateControl)]
+    others = [c for c in callbacks if not isinstance(c, LearningRateControl)]
+    found = ([epoch_sync] if epoch_sync is not None else []) + lr + [EpochBackup(backup), RandomStateBackup(backup)]
+    if patience is not None:
+        found.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience, state_dir=backup))
+    checkpoint = BestModelCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, state_dir=backup)
+    found += others + [checkpoint, keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True)]
+    found.append(EpochCommit(backup, checkpoint))
+    return found

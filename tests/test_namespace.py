@@ -86,7 +86,7 @@ def test_readme_example_runs_beside_a_users_own_modules(tmp_path):
     result = subprocess.run([sys.executable, "train.py"], cwd=tmp_path, capture_output=True, text=True,
                             env=_subprocess_env(), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len((tmp_path / "log.csv").read_text().splitlines()) == 4
+    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 4
 
 
 def test_saved_model_loads_in_a_fresh_process_after_import_augpipe_alone(tmp_path):
