@@ -24,6 +24,87 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 PEERS = ("keras", "keras-randaugment", "albumentations")
 MODELS = ("none", "mlp", "cnn")
+# --quick: about a minute on 2 cores (measured: see the README).
+QUICK = {"repeats": 2, "warmup": 1, "images_per_measurement": 4096, "compare": ("keras",)}
+
+
+def resolve_policy(spec):
+    """A policy name, a JSON string (`{"name": ..., "config": ...}`) or a path to such a JSON file.
+
+    Returns what `augment.get_policy` takes; raises ValueError with the
+    three accepted forms otherwise.
+
+    >>> resolve_policy("mnist")
+    'mnist'
+    >>> resolve_policy('{"name": "ops", "config": {"ops": ["rotate"]}}')["name"]
+    'ops'
+    """
+    import json
+    import pathlib
+
+    from augpipe import augment
+
+    if not isinstance(spec, str):
+        return spec
+    text = spec.strip()
+    if text.startswith("{"):
+        try:
+            resolved = json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"The policy {spec!r} is not valid JSON ({error}).") from None
+    elif text.endswith(".json"):
+        path = pathlib.Path(text).expanduser()
+        if not path.is_file():
+            raise ValueError(f"Policy file not found: {str(path)!r}.")
+        try:
+            resolved = json.loads(path.read_text())
+        except ValueError as error:
+            raise ValueError(f"Policy file {str(path)!r} is not valid JSON ({error}).") from None
+    else:
+        resolved = text
+    if isinstance(resolved, dict) and "name" not in resolved:
+        raise ValueError(
+            f"A policy spec needs a 'name' (and optionally 'config'). Received: {spec!r}. "
+            'Expected e.g. {"name": "ops", "config": {"ops": {"rotate": [1.0, 30]}}}.'
+        )
+    augment.get_policy(resolved)  # validates, with the registry's did-you-mean
+    return resolved
+
+
+def load_user_model(spec: str):
+    """A compiled model from `file.keras`, `package.module:function` or `path/to/file.py:function`."""
+    import importlib
+    import importlib.util
+    import pathlib
+
+    import keras
+
+    if spec.endswith(".keras"):
+        path = pathlib.Path(spec).expanduser()
+        if not path.is_file():
+            raise ValueError(f"Model file not found: {str(path)!r}.")
+        return keras.models.load_model(path, safe_mode=True)
+    module_name, sep, function_name = spec.rpartition(":")
+    if not sep or not module_name or not function_name:
+        raise ValueError(
+            f"Unknown model {spec!r}. Expected none, mlp, cnn, a saved model (FILE.keras), or a function "
+            "returning a compiled model (package.module:function or path/to/file.py:function)."
+        )
+    if module_name.endswith(".py"):
+        file_spec = importlib.util.spec_from_file_location("augpipe_user_model", module_name)
+        if file_spec is None or not pathlib.Path(module_name).is_file():
+            raise ValueError(f"Model file not found: {module_name!r}.")
+        module = importlib.util.module_from_spec(file_spec)
+        file_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ValueError(f"{module_name!r} has no function {function_name!r}.")
+    model = function()
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"{spec!r} returned {type(model).__name__}, not a keras.Model.")
+    return model
 # The TF profiler's input-bound thresholds.
 VERDICTS = ((0.05, "not input-bound"), (0.20, "moderately input-bound"), (float("inf"), "highly input-bound"))
 GEOMETRIC_OPS = ("rotate", "scale", "shear", "translate")
@@ -210,19 +291,36 @@ def _summary(values, baseline=None) -> dict:
 # Model step: synthetic in-memory input vs the real pipeline
 
 
-def measure_input_bound(images, batch_size, model_kind, policy, strength, placement, num_batches, repeats, seed=0) -> dict:
+def _model_for_measurement(model_kind, images, layer):
+    """Our CNN or MLP behind `layer`, or a user's model behind it (it gets float [0, 1] images)."""
     import keras
 
+    from augpipe.scripts.models import build_model
+
+    if model_kind in ("mlp", "cnn"):
+        model = build_model(model_kind, images.shape[1:], 10, layer)
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+    user = load_user_model(model_kind)
+    expected = tuple(user.input_shape[1:])
+    if expected != tuple(images.shape[1:]):
+        raise ValueError(f"The model {model_kind!r} takes inputs of shape {expected}, but the images have shape "
+                         f"{tuple(images.shape[1:])}. Profile it with a matching --source.")
+    inputs = keras.Input(images.shape[1:], dtype="uint8")
+    model = keras.Model(inputs, user(layer(inputs)))
+    model.compile(keras.optimizers.Adam(), user.loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def measure_input_bound(images, batch_size, model_kind, policy, strength, placement, num_batches, repeats, seed=0) -> dict:
     from augpipe import augment
     from augpipe import pipelines
-    from augpipe.scripts.models import build_model
 
     labels = np.arange(len(images)) % 10
     source = pipelines.Source.from_arrays(images, labels, num_classes=10)
     split = pipelines.make_splits(source, val_size=0, test_size=0.01, seed=seed).train
     layer = augment.Augment(policy, strength=strength, seed=seed, placement=placement)
-    model = build_model(model_kind, images.shape[1:], 10, layer)
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = _model_for_measurement(model_kind, images, layer)
     real = pipelines.build_pipeline(
         split, batch_size=batch_size, training=True, seed=seed, drop_remainder=True,
         host_augment=layer if placement == "host" else None,
@@ -309,9 +407,12 @@ def profile_input(
     progress = progress or (lambda message: None)
     batch_sizes = _check_batch_sizes(batch_sizes)
     peers = _check_compare(compare)
-    if model not in MODELS:
-        raise ValueError(f"Unknown model {model!r}. Expected one of: {', '.join(MODELS)}.")
-    augment.get_policy(policy)
+    if model not in MODELS and not (model.endswith(".keras") or ":" in model):
+        raise ValueError(
+            f"Unknown model {model!r}. Expected none, mlp, cnn, a saved model (FILE.keras), or a function "
+            "returning a compiled model (package.module:function or path/to/file.py:function)."
+        )
+    policy = resolve_policy(policy)
     augment.check_strength(strength)
     check_int("repeats", repeats)
     check_int("warmup", warmup, minimum=0)
@@ -326,10 +427,17 @@ def profile_input(
             made = make(batch_size)
             built[name] = StageRunner(*made) if isinstance(made, tuple) else StageRunner(made)
         progress(f"batch {batch_size}: warming up {len(built)} stages")
+        started = time.perf_counter()
         for runner in built.values():
-            for _ in range(warmup):
+            for _ in range(max(warmup, 1)):
                 runner.inside_tf(num_batches)
                 runner.from_python(num_batches)
+        if batch_size == batch_sizes[0]:
+            per_pass = (time.perf_counter() - started) / max(warmup, 1)
+            model_passes = 0 if model == "none" else 2 * len(batch_sizes) * (2 + min(repeats, 3)) * 0.5
+            estimate = per_pass * (repeats * len(batch_sizes) + max(warmup, 1) * (len(batch_sizes) - 1) + model_passes)
+            progress(f"estimate: about {estimate:.0f} s more ({len(built)} stages x {len(batch_sizes)} batch size(s) "
+                     f"x {repeats} repeats; --quick for about a minute)")
         timings = {way: {name: [] for name in built} for way in ("inside_tf", "from_python")}
         for repeat in range(repeats):
             progress(f"batch {batch_size}: repeat {repeat + 1}/{repeats}")

@@ -91,3 +91,61 @@ def test_library_bad_arguments():
         profiling.profile_input(compare=["dali"], **TINY)
     with pytest.raises(ValueError, match=r"Received: batch_size=0. Expected an int >= 1"):
         profiling.profile_input(**{**TINY, "batch_sizes": [0]})
+
+
+USER_MODEL = """
+import keras
+
+
+def build():
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+"""
+
+
+def test_a_policy_spec_and_a_users_own_model(tmp_path):
+    (tmp_path / "mine.py").write_text(USER_MODEL)
+    spec = '{"name": "ops", "config": {"ops": {"rotate": [1.0, 30.0], "noise": [0.5, 0.1]}}}'
+    result = CliRunner().invoke(main, ["--policy", spec, "--model", f"{tmp_path / 'mine.py'}:build",
+                                       "--synthetic", "256", "--batch-sizes", "64", "--repeats", "1", "--warmup", "0",
+                                       "--images", "128", "--compare", "none", "--json", str(tmp_path / "p.json")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert data["settings"]["policy"]["name"] == "ops" and len(data["model"]) == 2
+    assert "estimate: about" in result.stderr
+    # The same model saved as a .keras file, and the policy from a JSON file.
+    import importlib.util
+
+    loaded = importlib.util.spec_from_file_location("mine", tmp_path / "mine.py")
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    module.build().save(tmp_path / "mine.keras")
+    (tmp_path / "policy.json").write_text(spec)
+    report = profiling.profile_input(policy=str(tmp_path / "policy.json"), model=str(tmp_path / "mine.keras"),
+                                     compare=[], **TINY)
+    assert report["settings"]["policy"]["config"]["ops"]["rotate"] == [1.0, 30.0]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--policy", "{not json"], "not valid JSON"),
+    (["--policy", '{"config": {}}'], "needs a 'name'"),
+    (["--model", "resnet"], "Unknown model 'resnet'"),
+])
+def test_policy_and_model_specs_are_checked(args, message):
+    result = CliRunner().invoke(main, [*args, "--synthetic", "64", "--images", "64", "--compare", "none"])
+    assert result.exit_code != 0 and message in result.output, result.output
+
+
+def test_quick_runs_the_short_settings(monkeypatch):
+    seen = {}
+
+    def fake(**options):
+        seen.update(options)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(profiling, "profile_input", fake)
+    result = CliRunner().invoke(main, ["--quick", "--synthetic", "64"])
+    assert result.exit_code == 1 and "stop here" in result.output
+    for key, value in profiling.QUICK.items():
+        assert seen[key] == value, key
