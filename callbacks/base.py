@@ -96,8 +96,13 @@ class StatefulCallback(keras.callbacks.Callback):
             return None
         return self.state_dir / f"{self.state_name}.json"
 
+    # Callbacks that write keys into the epoch logs must run before the loggers that record them.
+    writes_log_keys = False
+
     def on_train_begin(self, logs=None):
         self._state_checked = False
+        if self.writes_log_keys:
+            check_loggers_come_after(self)
 
     def restore_for_epoch(self, epoch: int) -> bool:
         """Called at the first epoch of each `fit`; returns True if state was restored."""
@@ -215,6 +220,13 @@ def check_order(callback, siblings, *, after=(), before=(), why: str = "") -> No
                 f"{type(callback).__name__} must come {relation} {type(other).__name__} in the callback list"
                 f"{': ' + why if why else ''}. Move it {relation} {type(other).__name__}."
             )
+
+
+def check_loggers_come_after(callback) -> None:
+    """Raises when CSVLogger or TensorBoard runs before `callback`, whose log keys they would miss."""
+    check_order(callback, find_sibling_callbacks(callback),
+                before=(keras.callbacks.CSVLogger, keras.callbacks.TensorBoard),
+                why="the loggers record the keys it writes into the epoch logs")
 
 
 def strength_variable(target):

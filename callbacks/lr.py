@@ -8,7 +8,13 @@ from typing import Optional
 import keras
 import numpy as np
 
-from augpipe.callbacks.base import StatefulCallback, check_not_test_key, find_sibling_callbacks, without_test_keys
+from augpipe.callbacks.base import (
+    StatefulCallback,
+    check_not_test_key,
+    check_order,
+    find_sibling_callbacks,
+    without_test_keys,
+)
 from augpipe.validation import check_int
 
 
@@ -195,6 +201,8 @@ class LearningRateControl(StatefulCallback):
     >>> control = LearningRateControl(warmup_epochs=2, decay="cosine", patience=3)
     """
 
+    writes_log_keys = True
+
     def __init__(
         self,
         warmup_epochs: int = 0,
@@ -337,6 +345,13 @@ class LearningRateControl(StatefulCallback):
         if optimizer is None:
             raise ValueError("LearningRateControl needs a compiled model with an optimizer.")
         already = isinstance(optimizer._learning_rate, MultiplierSchedule)
+        if not already:
+            from augpipe.callbacks.commit import EpochBackup
+
+            # A backup restored before the schedule is installed would not match the optimizer it restores.
+            check_order(self, find_sibling_callbacks(self), before=(keras.callbacks.BackupAndRestore, EpochBackup),
+                        why="it installs its schedule on the optimizer, which the backup saves and restores "
+                            "(or compile with a MultiplierSchedule, then any order works)")
         self.schedule = install_multiplier(optimizer)
         if not already and getattr(self.model, "train_function", None) is not None:
             # The train step may have been traced with the old learning rate.

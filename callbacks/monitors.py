@@ -8,6 +8,7 @@ from typing import Optional
 import keras
 import numpy as np
 
+from augpipe.callbacks.base import check_loggers_come_after
 from augpipe.validation import check_int
 
 
@@ -46,6 +47,7 @@ class ThroughputMonitor(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         # The first step of a fit traces and compiles the train function: not a step, not input wait.
         self._skip_next_step = True
+        check_loggers_come_after(self)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._step_times = []

@@ -8,7 +8,13 @@ from typing import Callable, Optional, Union
 import keras
 
 from augpipe.validation import check_int, check_unit
-from augpipe.callbacks.base import StatefulCallback, check_not_test_key, strength_variable, without_test_keys
+from augpipe.callbacks.base import (
+    StatefulCallback,
+    check_loggers_come_after,
+    check_not_test_key,
+    strength_variable,
+    without_test_keys,
+)
 from augpipe.callbacks.schedules import parse_schedule
 
 ACCURACY_KEYS = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "acc")
@@ -48,6 +54,9 @@ class StrengthSchedule(keras.callbacks.Callback):
         self.schedule = schedule
         self.verbose = verbose
         self.current = None
+
+    def on_train_begin(self, logs=None):
+        check_loggers_come_after(self)
 
     def on_epoch_begin(self, epoch, logs=None):
         value = self.schedule(epoch)
@@ -125,6 +134,8 @@ class AdaptiveStrength(StatefulCallback):
     >>> round(float(layer.strength.numpy()), 2)
     0.25
     """
+
+    writes_log_keys = True
 
     def __init__(
         self,

@@ -221,3 +221,12 @@ def test_early_stopping_after_scheduled_evaluation_still_evaluates_the_last_epoc
                          keras.callbacks.CSVLogger(str(log))])
     rows = list(csv.DictReader(open(log)))
     assert len(rows) < 10 and not math.isnan(float(rows[-1]["test_accuracy"]))
+
+
+def test_key_writing_callbacks_before_the_loggers_or_a_clear_error(tiny, tmp_path):
+    model, layer = make_model()
+    logger = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))
+    for late in (callbacks.AdaptiveStrength(layer), callbacks.StrengthSchedule(layer, "constant:0.2"),
+                 callbacks.LearningRateControl(), callbacks.ThroughputMonitor(batch_size=32)):
+        with pytest.raises(ValueError, match=f"{type(late).__name__} must come before CSVLogger"):
+            model.fit(tiny["train"], validation_data=tiny["val"], epochs=1, verbose=0, callbacks=[logger, late])
