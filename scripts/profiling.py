@@ -434,7 +434,8 @@ def profile_input(
                 runner.from_python(num_batches)
         if batch_size == batch_sizes[0]:
             per_pass = (time.perf_counter() - started) / max(warmup, 1)
-            model_passes = 0 if model == "none" else 2 * len(batch_sizes) * (2 + min(repeats, 3)) * 0.5
+            # A training-step measurement costs about three stage passes per timed fit (measured with --quick).
+            model_passes = 0 if model == "none" else 2 * len(batch_sizes) * (2 + min(repeats, 3)) * 1.5
             estimate = per_pass * (repeats * len(batch_sizes) + max(warmup, 1) * (len(batch_sizes) - 1) + model_passes)
             progress(f"estimate: about {estimate:.0f} s more ({len(built)} stages x {len(batch_sizes)} batch size(s) "
                      f"x {repeats} repeats; --quick for about a minute)")
