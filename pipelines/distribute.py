@@ -403,7 +403,6 @@ def build_training_input(
     data_service: Optional[str] = None,
     local_data_service: int = 0,
     local_data_service_on_all_interfaces: bool = False,
-    num_epochs: int = 1,
     initial_epoch: int = 0,
 ) -> TrainingInput:
     """The training input for the chosen engine: one device, a strategy, or the tf.data service.

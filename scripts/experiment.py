@@ -479,11 +479,6 @@ def _loss_and_metrics(one_hot: bool) -> tuple:
 # Stage 5: inputs and callbacks
 
 
-def saved_epoch(run_dir: pathlib.Path) -> int:
-    """The epoch a resume starts at: the last committed one (0 without a commit)."""
-    return callbacks.committed_epoch(run_dir / "backup")
-
-
 def build_inputs(config: ExperimentConfig, data: Data, parts: ModelParts, strategy=None,
                  initial_epoch: int = 0) -> Inputs:
     """Stage 5a: the training input (one device, a strategy or the tf.data service), val and test."""
@@ -504,7 +499,6 @@ def build_inputs(config: ExperimentConfig, data: Data, parts: ModelParts, strate
             data_service=config.data_service,
             local_data_service=config.local_data_service,
             local_data_service_on_all_interfaces=config.local_data_service_on_all_interfaces,
-            num_epochs=config.epochs,
             initial_epoch=initial_epoch,
         )
     except (ValueError, ConnectionError) as error:
