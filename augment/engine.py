@@ -84,8 +84,10 @@ class GatedPolicy(Policy):
         # many small random ops would cost more than the draws themselves.
         widths = [OPS[name].num_uniforms for name in self.op_order]
         total = self.num_gate_uniforms + sum(widths)
-        seeds = tf.random.experimental.stateless_split(seed, 2)
-        v = tf.random.stateless_uniform([batch_size, total], seed=seeds[0], minval=-1.0, maxval=1.0)
+        # The XLA-proof generators of `augment.ops`: the static path under
+        # XLA draws what the dynamic path draws.
+        seeds = ops.split_seed(seed, 2)
+        v = ops.uniform([batch_size, total], seeds[0], -1.0, 1.0)
         gates = self.gates(v[:, : self.num_gate_uniforms], strength)
         # One unstack instead of a slice per parameter.
         columns = tf.unstack(v[:, self.num_gate_uniforms :], num=total - self.num_gate_uniforms, axis=1)
@@ -104,12 +106,26 @@ class GatedPolicy(Policy):
         return params
 
     def apply(self, images, params) -> tf.Tensor:
-        images = self._resample(images, params)
+        return self._apply(images, params, static=False)
+
+    def apply_static(self, images, params) -> tf.Tensor:
+        """`apply` with static shapes only (for XLA): every image goes through every op's arithmetic.
+
+        Unchosen images carry identity parameters (or are put back with a
+        `tf.where`), and the warp is a gather-based bilinear sampler, so the
+        decisions, the parameters and the pixels are those of `apply` (to
+        within float rounding; see `ops.apply_affine_static` for the one
+        border difference).
+        """
+        return self._apply(images, params, static=True)
+
+    def _apply(self, images, params, static) -> tf.Tensor:
+        images = self._resample(images, params, static)
         for group in self.pixel_groups:
-            images = self._apply_pixel_group(images, params, group)
+            images = self._apply_pixel_group(images, params, group, static)
         return images
 
-    def _resample(self, images, params) -> tf.Tensor:
+    def _resample(self, images, params, static) -> tf.Tensor:
         """The geometric ops (one composed matrix, one warp) and the resampling op, each image resampled once."""
         height, width = ops.static_or_dynamic(images, 1), ops.static_or_dynamic(images, 2)
         resample = None
@@ -119,18 +135,28 @@ class GatedPolicy(Policy):
             def distort(batch, gate_params, matrices=None):
                 return op.build(batch, gate_params, matrices)
 
-        if not self.geometric:
+        matrix = None
+        if self.geometric:
+            # Unselected images carry identity parameters, so one composed
+            # matrix per image and one warp cover every geometric op. The
+            # maps are built about the origin and centered once.
+            about_origin = ops.compose(*[OPS[n].build(params[n]) for n in self.geometric])
+            matrix = ops.about_center(about_origin, height, width)
+        if static:
+            # Every image is sampled once at M (p + d(p)); an unchosen image
+            # has the identity M and a zero field d, which reads every pixel
+            # at its own position (weights 0: the exact input).
+            if resample is not None:
+                return distort(images, {k: v for k, v in resample.items() if k != "gate"}, matrix)
+            return images if matrix is None else ops.apply_affine_static(images, matrix)
+
+        if matrix is None:
             if resample is None:
                 return images
             values = {k: v for k, v in resample.items() if k != "gate"}
             keys = sorted(values)
             return ops.apply_where(images, resample["gate"], lambda batch, *vs: distort(batch, dict(zip(keys, vs))),
                                    *[values[k] for k in keys])
-        # Unselected images carry identity parameters, so one composed
-        # matrix per image and one warp cover every geometric op. The maps
-        # are built about the origin and centered once.
-        about_origin = ops.compose(*[OPS[n].build(params[n]) for n in self.geometric])
-        matrix = ops.about_center(about_origin, height, width)
         any_gate = any_gate_of(params, self.geometric)
 
         def warp(batch, gate, matrices):
@@ -151,11 +177,20 @@ class GatedPolicy(Policy):
 
         return tf.cond(tf.reduce_any(resample["gate"]), partitioned, lambda: warp(images, any_gate, matrix))
 
-    def _apply_pixel_group(self, images, params, group) -> tf.Tensor:
+    def _apply_pixel_group(self, images, params, group, static) -> tf.Tensor:
         """One gated pass over the images that chose any op of `group`."""
         seed = params["seed"]
-        keys = {name: sorted(k for k in params[name] if k != "gate") for name in group}
-        values = [params[name][k] for name in group for k in keys[name]]
+        per_op = {}
+        for name in group:
+            values_of_op = {k: v for k, v in params[name].items() if k != "gate"}
+            if OPS[name].dense is not None:
+                # Drawn for the whole batch before gating, from the op's own
+                # seed: an image's draw does not depend on the other images.
+                op_seed = ops.fold_in(seed, self.op_order.index(name))
+                values_of_op.update(OPS[name].dense(images, op_seed))
+            per_op[name] = values_of_op
+        keys = {name: sorted(per_op[name]) for name in group}
+        values = [per_op[name][k] for name in group for k in keys[name]]
         gate = any_gate_of(params, group)
 
         def run(selected, *selected_values):
@@ -167,7 +202,10 @@ class GatedPolicy(Policy):
                 position += count
             return selected
 
-        if all(OPS[name].identity_params for name in group):
+        identity_safe = all(OPS[name].identity_params for name in group)
+        if static:
+            return ops.apply_everywhere(images, gate, run, *values, identity_safe=identity_safe)
+        if identity_safe:
             # Cheap elementwise ops that leave unselected images as they
             # are: the whole batch costs less than a gather + scatter once
             # about a third of it is selected (measured on MNIST batches).

@@ -18,6 +18,7 @@ def check_strength(strength) -> float:
 
 
 PLACEMENTS = ("device", "host")
+SHAPES = ("auto", "dynamic", "static")
 # Keyword arguments that belong to keras.layers.Layer; every other one goes to the policy.
 _LAYER_ARGUMENTS = frozenset({"name", "dtype", "trainable", "autocast", "input_shape", "input_dim", "batch_size"})
 
@@ -27,7 +28,8 @@ class Augment(keras.layers.Layer):
     """Per-image augmentation whose strength is a variable.
 
     Input is uint8 `[0, 255]` or float `[0, 1]`, shape `(B, H, W, C)`. Output
-    is float32 in `[0, 1]`. With `training=False` the layer only converts.
+    is in `[0, 1]`, float32 (or the compute dtype of a mixed precision
+    policy). With `training=False` the layer only converts.
 
     `layer.strength` is a non-trainable variable in `[0, 1]`. Assigning it
     (for example from a callback between epochs) changes the augmentation at
@@ -42,11 +44,21 @@ class Augment(keras.layers.Layer):
     The same object works inside a model (device side) and as the
     `host_augment` of `pipelines.build_pipeline` (host side).
 
-    Per-image gating computes only the images that chose an op, so shapes
-    inside the layer depend on the data, which XLA cannot compile: the layer
-    sets `supports_jit = False`, and Keras' default `jit_compile="auto"` then
-    leaves a model that contains it un-jitted (on a GPU it would otherwise
-    turn XLA on). Do not pass `jit_compile=True` to such a model.
+    Two paths give the same augmentation (same decisions and parameters,
+    pixels within float rounding), chosen with `shapes`: the `"dynamic"` path computes only the
+    images that chose an op (gathered subsets, data-dependent shapes, and
+    `ImageProjectiveTransformV3` for the warp), the fastest on a CPU; the
+    `"static"` path runs every image through every chosen op's arithmetic
+    with identity parameters where it was not chosen, and warps with a
+    gather-based bilinear sampler, so every shape is static and XLA
+    compiles it. `shapes="auto"` (the default) takes the static path when the
+    layer is traced inside an XLA-compiled function (`jit_compile=True`, or
+    Keras' `"auto"` on a GPU) and the dynamic path otherwise. The layer
+    sets `supports_jit = True`: a model that contains it keeps XLA.
+
+    Under a mixed precision policy (`mixed_float16`, `mixed_bfloat16`) the
+    augmentation is computed in float32, the strength stays a float32
+    variable, and the output is handed on in the layer's compute dtype.
 
     Args:
         policy: a registered policy name (see `augment.list_policies()`), a
@@ -63,6 +75,7 @@ class Augment(keras.layers.Layer):
             validation and test batches, so one model serves all three and
             switching placement changes nothing else in a script.
         seed: an int; None picks a random one (recorded in `get_config()`).
+        shapes: `"auto"`, `"dynamic"` or `"static"`: which path (see above).
 
     Example:
 
@@ -74,14 +87,22 @@ class Augment(keras.layers.Layer):
     >>> layer.set_strength(0.8)
     """
 
-    def __init__(self, policy="mnist", strength=0.5, seed=None, placement: str = "device", **kwargs):
+    def __init__(self, policy="mnist", strength=0.5, seed=None, placement: str = "device", shapes: str = "auto",
+                 **kwargs):
         policy_options = {key: kwargs.pop(key) for key in list(kwargs) if key not in _LAYER_ARGUMENTS}
         if placement not in PLACEMENTS:
             raise ValueError(f"Received: placement={placement!r}. Expected one of: {', '.join(PLACEMENTS)}.")
+        if shapes not in SHAPES:
+            raise ValueError(f"Received: shapes={shapes!r}. Expected one of: {', '.join(SHAPES)}.")
         self.placement = placement
+        self.shapes = shapes
+        # The augmentation runs in float32 whatever the dtype policy, and
+        # the strength is read as float32: no autocasting of inputs or
+        # variables. The output is cast to the compute dtype at the end.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        # Data-dependent shapes (gathered subsets, partitions): not for XLA.
-        self.supports_jit = False
+        # Under XLA the static-shape path runs (path="auto").
+        self.supports_jit = True
         if policy_options and not isinstance(policy, str):
             raise ValueError(
                 f"Received policy options {sorted(policy_options)} with a policy given as {type(policy).__name__}. "
@@ -101,6 +122,10 @@ class Augment(keras.layers.Layer):
             initializer=keras.initializers.Constant(initial),
             trainable=False,
             aggregation="only_first_replica",
+            # Keras casts float variables read inside a mixed precision
+            # layer's call to the compute dtype (float16: 0.7 -> 0.7002);
+            # the strength stays exact.
+            autocast=False,
         )
         self.rng_state = self.add_weight(
             name="rng_state",
@@ -130,9 +155,15 @@ class Augment(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         images = self._checked_float(inputs)
-        if not training or self.placement == "host":
-            return images  # host placement: the pipeline augmented the batch already
-        return self._augment(images, self.next_seed())
+        if training and self.placement == "device":
+            images = self._augment(images, self.next_seed(), static=self._static_path())
+        # Host placement: the pipeline augmented the batch already.
+        return tf.cast(images, self.compute_dtype)
+
+    def _static_path(self) -> bool:
+        if self.shapes == "auto":
+            return ops.tracing_under_xla()
+        return self.shapes == "static"
 
     def keyed_batch(self, images, labels, key):
         """Host placement inside `build_pipeline`: the batch's draws keyed by `key = (epoch, batch index)`.
@@ -142,19 +173,20 @@ class Augment(keras.layers.Layer):
         restore). Device placement (`call`) uses the counter in the weights.
         """
         is_uint8 = tf.convert_to_tensor(images).dtype == tf.uint8
-        augmented = self._augment(self._checked_float(images), ops.keyed_seed(self.seed, ops.STREAM_POLICY, key))
+        augmented = self._augment(self._checked_float(images), ops.keyed_seed(self.seed, ops.STREAM_POLICY, key),
+                                  static=self.shapes == "static")
         if is_uint8:
             # Back to uint8, so training batches have the dtype and range of validation and test batches
             # (and cross to the device at a quarter of float32's bytes).
             augmented = tf.cast(tf.round(tf.clip_by_value(augmented, 0.0, 1.0) * 255.0), tf.uint8)
         return augmented, labels
 
-    def _augment(self, images, seed):
+    def _augment(self, images, seed, static=False):
         strength = tf.convert_to_tensor(self.strength.value)
         # No branch on strength: at 0 no image is selected for any op, which
         # is the exact identity, and a branch op costs more per batch than
         # the empty selections do.
-        return self.policy(images, strength, seed)
+        return self.policy(images, strength, seed, static=static)
 
     def _checked_float(self, inputs):
         images = tf.convert_to_tensor(inputs)
@@ -187,7 +219,7 @@ class Augment(keras.layers.Layer):
         return tuple(input_shape)
 
     def compute_output_spec(self, inputs, training=None):
-        return keras.KerasTensor(inputs.shape, dtype="float32")
+        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()
@@ -197,6 +229,7 @@ class Augment(keras.layers.Layer):
                 "strength": float(self.strength.numpy()),
                 "seed": self.seed,
                 "placement": self.placement,
+                "shapes": self.shapes,
             }
         )
         return config

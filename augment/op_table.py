@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
@@ -56,6 +56,13 @@ class OpDef:
             which `build` is the exact identity (a zero noise level, an empty
             box). Consecutive such ops share one gated pass; the others are
             gated one by one.
+        dense: pixel ops only, optional: `(images, seed) -> dict` of
+            per-image random tensors drawn for the whole batch before any
+            gating (the noise op's normals), then gathered with the other
+            parameters. An image's draw then depends only on its position
+            in the batch, never on which other images chose the op, so the
+            per-image subset path and the static-shape path give it the
+            same pixels.
     """
 
     kind: str
@@ -66,6 +73,7 @@ class OpDef:
     unit: str
     identity_params: bool = False
     strength_rule: str = ""
+    dense: Optional[Callable] = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -111,7 +119,8 @@ def sample_flip(v, gate, height, width, magnitude):
 def sample_elastic(v, gate, height, width, magnitude):
     return {
         "noise": tf.reshape(tf.stack(v, axis=1), (-1, 4, 4, 2)),
-        "alpha": tf.fill(tf.shape(gate), tf.cast(magnitude, tf.float32)),
+        # Zero where not chosen: the static-shape path samples every image.
+        "alpha": _gated(tf.fill(tf.shape(gate), tf.cast(magnitude, tf.float32)), gate),
     }
 
 
@@ -187,8 +196,12 @@ def build_gamma(images, p, seed):
     return ops.gamma(images, p["gamma"])
 
 
+def dense_noise(images, seed):
+    return {"normals": ops.standard_normal_noise(tf.shape(images), seed)}
+
+
 def build_noise(images, p, seed):
-    return ops.gaussian_noise(images, p["stddev"], seed)
+    return ops.add_noise(images, p["normals"], p["stddev"])
 
 
 def build_erase(images, p, seed):
@@ -228,7 +241,7 @@ OPS: Dict[str, OpDef] = {
                    strength_rule="exponent exp(u), u uniform in ±m·s"),
     "noise": OpDef(kind="pixel", num_uniforms=1, sample=sample_noise, build=build_noise,
                    magnitude=0.1, unit="noise standard deviation on [0, 1] pixels", identity_params=True,
-                   strength_rule="Gaussian noise, standard deviation uniform in [0, m·s]"),
+                   strength_rule="Gaussian noise, standard deviation uniform in [0, m·s]", dense=dense_noise),
     "erase": OpDef(kind="pixel", num_uniforms=4, sample=sample_erase, build=build_erase,
                    magnitude=0.25, unit="largest erased fraction of the image area", identity_params=True,
                    strength_rule="one box of area uniform in [0, m·s] of the image, aspect 0.3-3.3"),

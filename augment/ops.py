@@ -40,6 +40,63 @@ STREAM_POLICY = 1
 STREAM_MIX = 2
 
 
+# --------------------------------------------------------------------------
+# Random numbers that XLA and the ordinary kernels draw alike
+#
+# `tf.random.stateless_uniform`, `stateless_split` and `stateless_fold_in`
+# give other numbers under XLA than outside it from the same seed (XLA
+# derives the Philox key from the seed another way, and converts bits to
+# floats another way; measured on TensorFlow 2.21's CPU kernels). The raw
+# Philox bits of `StatelessRandomUniformFullIntV2` for a given key and
+# counter are the same on both, so augpipe's draws are built from those
+# bits: a model compiled with XLA augments exactly like one that is not.
+
+_PHILOX = 1  # the `alg` id of Philox in TensorFlow's random ops
+_FOLD_IN_KEY = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64: keeps fold_in's streams apart from split's
+
+
+def random_bits(shape, seed, dtype=tf.uint32) -> tf.Tensor:
+    """Philox random bits of `shape`, a deterministic function of `seed` `(2,)` int64.
+
+    The key is `seed[0]`; `seed[1]` is the high word of the 128-bit counter,
+    so two seeds that differ only in `seed[1]` read streams 2^64 blocks apart.
+    """
+    seed = tf.cast(seed, tf.int64)
+    key = tf.bitcast(seed[:1], tf.uint64)
+    counter = tf.concat([tf.zeros([1], tf.uint64), tf.bitcast(seed[1:], tf.uint64)], axis=0)
+    return tf.raw_ops.StatelessRandomUniformFullIntV2(shape=shape, key=key, counter=counter, alg=_PHILOX, dtype=dtype)
+
+
+def uniform(shape, seed, minval=0.0, maxval=1.0) -> tf.Tensor:
+    """float32 uniform in `[minval, maxval)` from 24 random bits each, the same under XLA.
+
+    >>> u = uniform([1000], tf.constant([1, 2], tf.int64), -1.0, 1.0)
+    >>> bool(tf.reduce_min(u) >= -1.0) and bool(tf.reduce_max(u) < 1.0)
+    True
+    """
+    unit = tf.cast(tf.bitwise.right_shift(random_bits(shape, seed), tf.constant(8, tf.uint32)), tf.float32) * (1.0 / (1 << 24))
+    return minval + (maxval - minval) * unit
+
+
+def split_seed(seed, num: int = 2) -> tf.Tensor:
+    """`(num, 2)` new seeds from one, the same under XLA (for `tf.random.experimental.stateless_split`)."""
+    return random_bits([num, 2], seed, tf.int64)
+
+
+def fold_in(seed, data) -> tf.Tensor:
+    """A new `(2,)` seed from `seed` and an int, the same under XLA (for `stateless_fold_in`).
+
+    >>> a = fold_in(tf.constant([1, 2], tf.int64), 0)
+    >>> b = fold_in(tf.constant([1, 2], tf.int64), 1)
+    >>> bool(tf.reduce_all(a == b))
+    False
+    """
+    seed = tf.cast(seed, tf.int64)
+    mixed = tf.stack([tf.bitwise.bitwise_xor(seed[0], tf.constant(_FOLD_IN_KEY, tf.int64)),
+                      seed[1] + tf.cast(data, tf.int64)])
+    return random_bits([2], mixed, tf.int64)
+
+
 def keyed_seed(seed: int, stream: int, key) -> tf.Tensor:
     """A `(2,)` stateless seed from `(seed, stream, epoch, batch index)`; `key` is `(epoch, batch index)`.
 
@@ -56,6 +113,24 @@ def keyed_seed(seed: int, stream: int, key) -> tf.Tensor:
     return tf.random.experimental.stateless_fold_in(
         tf.random.experimental.stateless_fold_in(base, key[0]), key[1]
     )
+
+
+def tracing_under_xla() -> bool:
+    """True while tracing inside a function XLA will compile (`tf.function(jit_compile=True)`,
+    which Keras uses for `jit_compile=True`).
+
+    TensorFlow marks such a trace with an XLA control-flow context; it has
+    no public query for it, so this reads the private one and says False if
+    it moved (a test checks that it still answers True under XLA).
+
+    >>> tracing_under_xla()
+    False
+    """
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - a TensorFlow that moved it
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
 
 
 def to_float(images: tf.Tensor) -> tf.Tensor:
@@ -79,10 +154,13 @@ def apply_where(
     fewer than `subset_below` of the images are selected, only those are
     gathered, computed and scattered back (an empty selection computes
     nothing). When more are selected, gather + scatter would cost more than
-    the waste, so `fn` runs on the whole batch and the unselected images keep
-    their input values (`tf.where`). `identity_safe=True` says `fn` already
-    leaves unselected images exactly as they were (identity parameters),
-    which saves the `tf.where`.
+    the waste, so `fn` runs on the whole batch (`apply_everywhere`).
+    `identity_safe=True` says `fn` already leaves unselected images exactly
+    as they were (identity parameters), which saves the `tf.where`.
+
+    The shapes inside depend on the data (how many images were selected):
+    the static-shape path (`Augment(shapes="static")`, used under XLA) calls
+    `apply_everywhere` instead.
     """
     count = tf.reduce_sum(tf.cast(mask, tf.int32))
     batch = tf.shape(mask)[0]
@@ -95,15 +173,30 @@ def apply_where(
         return tf.tensor_scatter_nd_update(images, index[:, None], result)
 
     def whole():
-        result = tf.cast(fn(images, *params), images.dtype)
-        if identity_safe:
-            return result
-        return tf.where(tf.reshape(mask, [-1, 1, 1, 1]), result, images)
+        return apply_everywhere(images, mask, fn, *params, identity_safe=identity_safe)
 
     # One branch op per call: an empty selection goes through `subset`,
     # where gathering and scattering nothing costs next to nothing.
     below = tf.cast(count, tf.float32) < subset_below * tf.cast(batch, tf.float32)
     return tf.cond(below, subset, whole)
+
+
+def apply_everywhere(images: tf.Tensor, mask: tf.Tensor, fn, *params, identity_safe: bool = False):
+    """`fn` on the whole batch; images where `mask` is False keep their input values.
+
+    Static shapes only, so XLA compiles it. With `identity_safe=True`, `fn`
+    leaves unselected images as they were by itself (identity parameters)
+    and no `tf.where` is needed.
+
+    >>> images = tf.zeros((3, 2, 2, 1))
+    >>> out = apply_everywhere(images, tf.constant([True, False, True]), lambda x: x + 1.0)
+    >>> out[:, 0, 0, 0].numpy().tolist()
+    [1.0, 0.0, 1.0]
+    """
+    result = tf.cast(fn(images, *params), images.dtype)
+    if identity_safe:
+        return result
+    return tf.where(tf.reshape(mask, [-1, 1, 1, 1]), result, images)
 
 
 # --------------------------------------------------------------------------
@@ -234,6 +327,45 @@ def apply_affine(images, matrices, *, fill_value=0.0, interpolation="BILINEAR") 
     )
 
 
+def _pixel_grid(height, width) -> tf.Tensor:
+    """`(3, H W)`: every output pixel's `x`, `y` and 1, a constant for static sizes."""
+    if isinstance(height, int) and isinstance(width, int):
+        with tf.init_scope():
+            return tf.constant(_pixel_grid_values(height, width).numpy())
+    return _pixel_grid_values(height, width)
+
+
+def _pixel_grid_values(height, width) -> tf.Tensor:
+    grid_y, grid_x = tf.meshgrid(tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij")
+    grid_x = tf.reshape(grid_x, (1, -1))
+    grid_y = tf.reshape(grid_y, (1, -1))
+    return tf.concat([grid_x, grid_y, tf.ones_like(grid_x)], axis=0)
+
+
+def apply_affine_static(images, matrices) -> tf.Tensor:
+    """`apply_affine` with static shapes only: four gathers instead of `ImageProjectiveTransformV3`.
+
+    `ImageProjectiveTransformV3` has no XLA kernel; this compiles under XLA
+    and gives the same image (bilinear, zero outside) to within float
+    rounding.
+
+    >>> images = tf.random.stateless_uniform((2, 8, 8, 1), seed=(1, 2))
+    >>> matrices = rotation_matrix(tf.constant([0.3, -0.1]), 8, 8)
+    >>> bool(tf.reduce_max(tf.abs(apply_affine_static(images, matrices) - apply_affine(images, matrices))) < 1e-4)
+    True
+    """
+    height = static_or_dynamic(images, 1)
+    width = static_or_dynamic(images, 2)
+    m = tf.reshape(tf.cast(matrices, tf.float32), (-1, 9))
+    m = m / m[:, 8:9]
+    batch = tf.shape(m)[0]
+    # Rows: every image's (d, e, f), then every image's (a, b, c): y and x
+    # coordinates of every pixel from one matmul.
+    coefficients = tf.concat([m[:, 3:6], m[:, 0:3]], axis=0)
+    coordinates = tf.reshape(tf.matmul(coefficients, _pixel_grid(height, width)), (2, batch, height, width))
+    return bilinear_sample(images, coordinates[0], coordinates[1])
+
+
 # --------------------------------------------------------------------------
 # Elastic distortion
 
@@ -282,10 +414,7 @@ def _elastic_basis_values(height, width, grid_height, grid_width) -> tf.Tensor:
     rows = _upsample_weights(height, grid_height)
     cols = _upsample_weights(width, grid_width)
     weights = tf.reshape(tf.einsum("yi,xj->ijyx", rows, cols), (grid_height * grid_width, height * width))
-    grid_y, grid_x = tf.meshgrid(tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij")
-    grid_x = tf.reshape(grid_x, (1, -1))
-    grid_y = tf.reshape(grid_y, (1, -1))
-    return tf.concat([weights, weights, grid_x, grid_y, tf.ones_like(grid_x)], axis=0)
+    return tf.concat([weights, weights, _pixel_grid_values(height, width)], axis=0)
 
 
 def elastic_coordinates(coarse_noise, alphas, height, width, matrices=None):
@@ -328,18 +457,19 @@ def elastic_coordinates(coarse_noise, alphas, height, width, matrices=None):
 def bilinear_sample(images, coordinates_y, coordinates_x) -> tf.Tensor:
     """Samples `images` at per-pixel `(y, x)` coordinates `(B, H, W)`, zero outside.
 
-    The image is zero-padded by one pixel and coordinates are clipped to that
-    border, so every read is in bounds and reads outside the image give 0:
-    no masks are needed, only four gathers.
+    The image is zero-padded (one pixel before, two after) and coordinates
+    are clipped to `[-1, size]`, so every read is in bounds and reads outside
+    the image give 0: no masks are needed, only four gathers. This is what
+    `ImageProjectiveTransformV3` computes (bilinear, constant fill 0).
     """
     shape = tf.shape(images)
     batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    padded = tf.pad(images, [[0, 0], [1, 2], [1, 2], [0, 0]])
     single_channel = images.shape[-1] == 1
     # One channel: gather scalars from a 1-D tensor, the fastest gather.
     flat = tf.reshape(padded, [-1]) if single_channel else tf.reshape(padded, (-1, channels))
-    y = tf.clip_by_value(coordinates_y, -1.0, tf.cast(height, tf.float32) - 1e-3)
-    x = tf.clip_by_value(coordinates_x, -1.0, tf.cast(width, tf.float32) - 1e-3)
+    y = tf.clip_by_value(coordinates_y, -1.0, tf.cast(height, tf.float32))
+    x = tf.clip_by_value(coordinates_x, -1.0, tf.cast(width, tf.float32))
     y0 = tf.floor(y)
     x0 = tf.floor(x)
     weight_y = y - y0
@@ -347,9 +477,9 @@ def bilinear_sample(images, coordinates_y, coordinates_x) -> tf.Tensor:
     if not single_channel:
         weight_y = weight_y[..., None]
         weight_x = weight_x[..., None]
-    row = width + 2
+    row = width + 3
     # Flat index of the top-left neighbour in the padded batch.
-    offsets = tf.range(batch)[:, None, None] * ((height + 2) * row) + (row + 1)
+    offsets = tf.range(batch)[:, None, None] * ((height + 3) * row) + (row + 1)
     top_left = tf.cast(y0, tf.int32) * row + tf.cast(x0, tf.int32) + offsets
     a = tf.gather(flat, top_left)
     b = tf.gather(flat, top_left + 1)
@@ -427,20 +557,25 @@ def standard_normal_noise(shape, seed) -> tf.Tensor:
             bank = tf.constant(_noise_bank())
         # Offsets are multiples of 16 floats (64 bytes): an aligned slice
         # is a view of the bank, not a copy.
-        offset = _NOISE_ALIGN * tf.random.stateless_uniform(
-            [], seed=seed, minval=0, maxval=(NOISE_BANK_SIZE - size) // _NOISE_ALIGN + 1, dtype=tf.int32
-        )
+        windows = tf.cast((NOISE_BANK_SIZE - size) // _NOISE_ALIGN + 1, tf.uint32)
+        offset = _NOISE_ALIGN * tf.cast(tf.math.floormod(random_bits([], seed), windows), tf.int32)
         return tf.reshape(tf.slice(bank, [offset], [size]), shape)
 
     def fresh():
-        return tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32)
+        # Box-Muller on `uniform`'s draws, the same under XLA.
+        u = uniform(tf.concat([[2], tf.reshape(tf.cast(shape, tf.int32), [-1])], axis=0), seed)
+        return tf.sqrt(-2.0 * tf.math.log1p(-u[0])) * tf.cos((2.0 * np.pi) * u[1])
 
     return tf.cond(size <= NOISE_BANK_SIZE // 2, from_bank, fresh)
 
 
 def gaussian_noise(images, stddevs, seed) -> tf.Tensor:
     """Adds N(0, stddev^2) noise, a deterministic function of `seed` `(2,)`."""
-    noise = standard_normal_noise(tf.shape(images), seed)
+    return add_noise(images, standard_normal_noise(tf.shape(images), seed), stddevs)
+
+
+def add_noise(images, noise, stddevs) -> tf.Tensor:
+    """Adds `noise` (standard normals, the images' shape) scaled by `stddevs` `(B,)`, clipped to [0, 1]."""
     return tf.clip_by_value(images + noise * _per_image(stddevs), 0.0, 1.0)
 
 

@@ -26,7 +26,11 @@ from augpipe.validation import did_you_mean
 
 
 class Policy:
-    """Base class: `sample` decides and draws, `apply` is deterministic."""
+    """Base class: `sample` decides and draws, `apply` is deterministic.
+
+    `apply_static` is `apply` with static shapes only (the path XLA can
+    compile); it must give the same images from the same parameters.
+    """
 
     name = "base"
 
@@ -36,13 +40,18 @@ class Policy:
     def apply(self, images, params) -> tf.Tensor:
         raise NotImplementedError
 
+    def apply_static(self, images, params) -> tf.Tensor:
+        """`apply` with static shapes only, for XLA. The default is `apply`
+        itself: override it when `apply` gathers data-dependent subsets."""
+        return self.apply(images, params)
+
     def get_config(self) -> dict:
         return {}
 
-    def __call__(self, images, strength, seed):
+    def __call__(self, images, strength, seed, static: bool = False):
         height, width = ops.static_or_dynamic(images, 1), ops.static_or_dynamic(images, 2)
         params = self.sample(tf.shape(images)[0], height, width, strength, seed)
-        return self.apply(images, params)
+        return self.apply_static(images, params) if static else self.apply(images, params)
 
 
 _REGISTRY: Dict[str, type] = {}

@@ -13,9 +13,9 @@ CASES = [("op", name) for name in augment.list_ops()] + [
 ]
 
 
-def make_layer(kind, name, strength=0.5, seed=0):
+def make_layer(kind, name, strength=0.5, seed=0, shapes="auto"):
     policy = augment.get_policy("ops", ops=[name]) if kind == "op" else augment.get_policy(name)
-    return augment.Augment(policy, strength=strength, seed=seed)
+    return augment.Augment(policy, strength=strength, seed=seed, shapes=shapes)
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +23,11 @@ def digits(embedded_splits):
     return embedded_splits.train.images[:64], embedded_splits.train.labels[:64]
 
 
+@pytest.mark.parametrize("shapes", ["dynamic", "static"])
 @pytest.mark.parametrize("kind,name", CASES)
-def test_contract(kind, name, digits):
+def test_contract(kind, name, shapes, digits):
     images, labels = digits
-    layer = make_layer(kind, name)
+    layer = make_layer(kind, name, shapes=shapes)
     converted = images.astype(np.float32) / 255.0
 
     out = layer(images, training=True).numpy()
@@ -35,7 +36,7 @@ def test_contract(kind, name, digits):
     np.testing.assert_array_equal(layer(images, training=False).numpy(), converted)
 
     # Same seed, same input -> same output.
-    np.testing.assert_array_equal(make_layer(kind, name)(images, training=True).numpy(), out)
+    np.testing.assert_array_equal(make_layer(kind, name, shapes=shapes)(images, training=True).numpy(), out)
 
     # strength = 0 is the exact identity (conversion only).
     layer.strength.assign(0.0)

@@ -235,20 +235,6 @@ def test_apply_where_only_touches_selected():
     assert calls == [2, 6]
 
 
-def test_models_with_augment_are_not_jit_compiled_by_default():
-    from keras.src.trainers.trainer import model_supports_jit
-
-    plain = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
-    augmented = keras.Sequential(
-        [
-            keras.Input((28, 28, 1), dtype="uint8"),
-            augment.Augment("mnist", seed=0),
-            keras.layers.Flatten(),
-            keras.layers.Dense(3),
-        ]
-    )
-    # What Keras' jit_compile="auto" consults on a GPU machine.
-    assert model_supports_jit(plain) and not model_supports_jit(augmented)
 
 
 def test_op_definitions_are_checked_and_resampling_is_a_kind_not_a_name():
