@@ -53,7 +53,7 @@ ADAPTIVE_INITIAL_STRENGTH = 0.3
 # Hold it while the first epochs' fast learning dominates the gap signal.
 ADAPTIVE_WARMUP_EPOCHS = 2
 # Options a resume may change; the others must match the saved run.
-RESUMABLE_OVERRIDES = ("epochs", "patience", "eval_every", "quiet", "tensorboard")
+RESUMABLE_OVERRIDES = ("epochs", "patience", "eval_every", "quiet", "tensorboard", "jit_compile")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +76,7 @@ class ExperimentConfig:
     patience: Optional[int] = None
     seed: int = 0
     deterministic: bool = False
+    jit_compile: Optional[bool] = None  # XLA for the training step: None is Keras' "auto" (on for a GPU, off for a CPU)
     run_dir: Optional[str] = None
     resume: bool = False
     overwrite: bool = False
@@ -462,7 +463,10 @@ def build_experiment_model(config: ExperimentConfig, data: Data, strategy=None) 
         model = build_model(config.model, data.source.image_shape, data.source.num_classes, aug_layer)
         loss, metrics = _loss_and_metrics(config.mixup)
         optimizer = keras.optimizers.Adam(callbacks.MultiplierSchedule(config.learning_rate))
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        # None is Keras' "auto": XLA on a GPU, not on a CPU. Augment supports
+        # XLA (its static-shape path), so it never turns XLA off.
+        jit_compile = "auto" if config.jit_compile is None else config.jit_compile
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
     return ModelParts(model, aug_layer, loss, metrics)
 
 

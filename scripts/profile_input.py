@@ -45,6 +45,8 @@ def _compare(ctx, param, value):
               help="Also time a training step with in-memory vs pipeline input: none, mlp, cnn, a saved FILE.keras, "
                    "or a function returning a compiled model (package.module:function or path/to/file.py:function); "
                    "a user model gets float [0, 1] images after the augmentation.")
+@click.option("--jit-compile/--no-jit-compile", default=None,
+              help="Compile the --model training steps with XLA (default: Keras' auto, on for a GPU, off for a CPU).")
 @click.option("--quick", is_flag=True,
               help="About a minute: 2 repeats, 1 warm-up, 4096 images per measurement, Keras' chain as the only peer.")
 @click.option("--images", "images_per_measurement", type=click.IntRange(min=1), default=16384,

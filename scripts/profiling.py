@@ -165,6 +165,38 @@ def mapped_stage(images, batch_size, fn):
     )
 
 
+def keras_chain(strength: float, seed: int = 0):
+    """Keras' layers doing what the `mnist` policy's geometric ops do: equivalent
+    ranges at strength 1 (rotate 20 deg, translate 12 %, zoom 15 %)."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.layers.RandomRotation(20.0 / 360.0 * strength, fill_mode="constant", seed=seed),
+            keras.layers.RandomTranslation(0.12 * strength, 0.12 * strength, fill_mode="constant", seed=seed),
+            keras.layers.RandomZoom(0.15 * strength, fill_mode="constant", seed=seed),
+        ]
+    )
+
+
+def KerasChainFront(strength: float, seed: int = 0):  # noqa: N802 - a layer, named like one
+    """`keras_chain` behind a conversion to float [0, 1]: a model front that takes uint8 like `Augment`."""
+    import keras
+
+    return keras.Sequential([keras.layers.Rescaling(1.0 / 255.0), *keras_chain(strength, seed).layers])
+
+
+def geometric_layer(strength: float, seed: int = 0):
+    """augpipe's `Augment` with the `mnist` policy's geometric ops only (the peer of `keras_chain`)."""
+    from augpipe import augment
+
+    return augment.Augment(
+        augment.get_policy("ops", ops={k: augment.policies.MnistPolicy.DEFAULTS[k] for k in GEOMETRIC_OPS}),
+        strength=strength,
+        seed=seed,
+    )
+
+
 def build_stages(images, policy: str, strength: float, compare: Sequence[str], seed: int = 0) -> dict:
     import keras
 
@@ -172,11 +204,7 @@ def build_stages(images, policy: str, strength: float, compare: Sequence[str], s
     from augpipe.augment import ops
 
     ours = augment.Augment(policy, strength=strength, seed=seed)
-    geometric = augment.Augment(
-        augment.get_policy("ops", ops={k: augment.policies.MnistPolicy.DEFAULTS[k] for k in GEOMETRIC_OPS}),
-        strength=strength,
-        seed=seed,
-    )
+    geometric = geometric_layer(strength, seed)
     height, width = images.shape[1:3]
 
     def bare_warp(batch):
@@ -193,17 +221,8 @@ def build_stages(images, policy: str, strength: float, compare: Sequence[str], s
         "ours_geometric_host": lambda b: mapped_stage(images, b, lambda x: geometric(x, training=True)),
         "ours_device": lambda b: (raw_stage(images, b), tf.function(lambda x: ours(x, training=True))),
     }
-    # Equivalent ranges to the mnist policy at strength 1 (rotate 20 deg,
-    # translate 12 %, zoom 15 %).
     if "keras" in compare:
-        rotation = 20.0 / 360.0 * strength
-        chain = keras.Sequential(
-            [
-                keras.layers.RandomRotation(rotation, fill_mode="constant", seed=seed),
-                keras.layers.RandomTranslation(0.12 * strength, 0.12 * strength, fill_mode="constant", seed=seed),
-                keras.layers.RandomZoom(0.15 * strength, fill_mode="constant", seed=seed),
-            ]
-        )
+        chain = keras_chain(strength, seed)
         stages["keras_chain"] = lambda b: mapped_stage(images, b, lambda x: chain(ops.to_float(x), training=True))
     if "keras-randaugment" in compare:
         randaugment = keras.layers.RandAugment(value_range=(0, 1), num_ops=2, factor=0.5 * strength, seed=seed)
@@ -291,15 +310,19 @@ def _summary(values, baseline=None) -> dict:
 # Model step: synthetic in-memory input vs the real pipeline
 
 
-def _model_for_measurement(model_kind, images, layer):
-    """Our CNN or MLP behind `layer`, or a user's model behind it (it gets float [0, 1] images)."""
+def _model_for_measurement(model_kind, images, layer, jit_compile=None):
+    """Our CNN or MLP behind `layer`, or a user's model behind it (it gets float [0, 1] images).
+
+    `jit_compile`: None is Keras' "auto" (XLA on a GPU, not on a CPU).
+    """
     import keras
 
     from augpipe.scripts.models import build_model
 
+    jit = "auto" if jit_compile is None else jit_compile
     if model_kind in ("mlp", "cnn"):
         model = build_model(model_kind, images.shape[1:], 10, layer)
-        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
         return model
     user = load_user_model(model_kind)
     expected = tuple(user.input_shape[1:])
@@ -308,11 +331,29 @@ def _model_for_measurement(model_kind, images, layer):
                          f"{tuple(images.shape[1:])}. Profile it with a matching --source.")
     inputs = keras.Input(images.shape[1:], dtype="uint8")
     model = keras.Model(inputs, user(layer(inputs)))
-    model.compile(keras.optimizers.Adam(), user.loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(keras.optimizers.Adam(), user.loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit)
     return model
 
 
-def measure_input_bound(images, batch_size, model_kind, policy, strength, placement, num_batches, repeats, seed=0) -> dict:
+def _time_fit(model, dataset, num_batches) -> float:
+    start = time.perf_counter()
+    model.fit(dataset, steps_per_epoch=num_batches, epochs=1, verbose=0, shuffle=False)
+    return time.perf_counter() - start
+
+
+def measure_input_bound(images, batch_size, model_kind, policy, strength, placement, num_batches, repeats, seed=0,
+                        jit_compile=None) -> dict:
+    """The training step with in-memory input vs the real pipeline (input-bound share).
+
+    With device placement it also times the same step with augmentation
+    off, with augpipe's geometric ops only, and with Keras' layer chain in
+    their place, all on the same in-memory batch, to give what augmentation
+    costs in the step and how that compares with Keras' layers on the same
+    device. Keras' layers have no XLA kernels (`ImageProjectiveTransformV3`),
+    so their step, and the augmentation-off step it is compared with, are
+    compiled without XLA.
+    """
     from augpipe import augment
     from augpipe import pipelines
 
@@ -320,36 +361,55 @@ def measure_input_bound(images, batch_size, model_kind, policy, strength, placem
     source = pipelines.Source.from_arrays(images, labels, num_classes=10)
     split = pipelines.make_splits(source, val_size=0, test_size=0.01, seed=seed).train
     layer = augment.Augment(policy, strength=strength, seed=seed, placement=placement)
-    model = _model_for_measurement(model_kind, images, layer)
+    model = _model_for_measurement(model_kind, images, layer, jit_compile)
     real = pipelines.build_pipeline(
         split, batch_size=batch_size, training=True, seed=seed, drop_remainder=True,
         host_augment=layer if placement == "host" else None,
     ).repeat()
     first = next(iter(real))
     synthetic = tf.data.Dataset.from_tensors(first).repeat()
-
-    def timed(dataset):
-        start = time.perf_counter()
-        model.fit(dataset, steps_per_epoch=num_batches, epochs=1, verbose=0, shuffle=False)
-        return time.perf_counter() - start
-
-    timed(synthetic)
-    timed(real)
-    synthetic_times, real_times = [], []
+    models = {"pipeline": (model, real), "synthetic": (model, synthetic)}
+    if placement == "device":
+        models["no_augmentation"] = (
+            _model_for_measurement(model_kind, images, augment.Augment("none", seed=seed), jit_compile), synthetic)
+        models["geometric"] = (
+            _model_for_measurement(model_kind, images, geometric_layer(strength, seed), jit_compile), synthetic)
+        models["keras_chain"] = (
+            _model_for_measurement(model_kind, images, KerasChainFront(strength, seed), False), synthetic)
+        models["no_augmentation_no_xla"] = (
+            _model_for_measurement(model_kind, images, augment.Augment("none", seed=seed), False), synthetic)
+    for each, dataset in models.values():  # warm-up: tracing and compiling are not timed
+        _time_fit(each, dataset, num_batches)
+    times = {name: [] for name in models}
     for _ in range(repeats):
-        synthetic_times.append(timed(synthetic))
-        real_times.append(timed(real))
-    synthetic_step = statistics.median(synthetic_times) / num_batches
-    real_step = statistics.median(real_times) / num_batches
-    share = max(0.0, 1.0 - synthetic_step / real_step)
-    return {
+        for name, (each, dataset) in models.items():
+            times[name].append(_time_fit(each, dataset, num_batches))
+    step = {name: statistics.median(values) / num_batches for name, values in times.items()}
+    share = max(0.0, 1.0 - step["synthetic"] / step["pipeline"])
+    result = {
         "placement": placement,
         "model": model_kind,
-        "step_time_synthetic_ms": 1000 * synthetic_step,
-        "step_time_pipeline_ms": 1000 * real_step,
+        "jit_compile": jit_compile,
+        "step_time_synthetic_ms": 1000 * step["synthetic"],
+        "step_time_pipeline_ms": 1000 * step["pipeline"],
         "input_bound_share": share,
         "verdict": verdict(share),
     }
+    if placement == "device":
+        ours_cost = step["geometric"] - step["no_augmentation"]
+        keras_cost = step["keras_chain"] - step["no_augmentation_no_xla"]
+        result.update({
+            "step_time_no_augmentation_ms": 1000 * step["no_augmentation"],
+            "step_time_geometric_ms": 1000 * step["geometric"],
+            "step_time_keras_chain_ms": 1000 * step["keras_chain"],
+            "step_time_no_augmentation_no_xla_ms": 1000 * step["no_augmentation_no_xla"],
+            # What augmentation adds to the step, as a share of the step.
+            "augmentation_share_of_step": max(0.0, 1.0 - step["no_augmentation"] / step["synthetic"]),
+            "step_with_vs_without_augmentation": step["synthetic"] / step["no_augmentation"],
+            # Keras' chain's cost in the step over our geometric ops' cost (same ops, same ranges).
+            "keras_chain_cost_vs_ours_geometric": keras_cost / ours_cost if ours_cost > 0 else None,
+        })
+    return result
 
 
 # ----------------------------------------------------------------------------
@@ -392,6 +452,7 @@ def profile_input(
     images_per_measurement: int = 16384,
     progress: Optional[Callable[[str], None]] = None,
     seed: int = 0,
+    jit_compile: Optional[bool] = None,
 ) -> dict:
     """Profiles the input pipeline and returns a plain dict.
 
@@ -472,7 +533,7 @@ def profile_input(
                         **measure_input_bound(
                             images, batch_size, model, policy, strength, placement,
                             num_batches=max(4, images_per_measurement // batch_size // 2), repeats=max(1, min(repeats, 3)),
-                            seed=seed,
+                            seed=seed, jit_compile=jit_compile,
                         ),
                     }
                 )
@@ -490,12 +551,17 @@ def profile_input(
             "warmup": warmup,
             "compare": peers,
             "model": model,
+            "jit_compile": jit_compile,
             "images_per_measurement": images_per_measurement,
         },
         "results": {str(k): v for k, v in results.items()},
         "model": model_results,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
+
+
+def _jit_name(jit_compile) -> str:
+    return {None: "auto", True: "on", False: "off"}[jit_compile]
 
 
 def format_table(report: dict) -> str:
@@ -518,6 +584,16 @@ def format_table(report: dict) -> str:
             f"{row['step_time_pipeline_ms']:.1f} ms vs {row['step_time_synthetic_ms']:.1f} ms with in-memory input: "
             f"{100 * row['input_bound_share']:.1f}% input-bound -> {row['verdict']}"
         )
+        if "augmentation_share_of_step" in row:
+            versus = row["keras_chain_cost_vs_ours_geometric"]
+            lines.append(
+                f"  XLA {_jit_name(row['jit_compile'])}: step {row['step_time_synthetic_ms']:.1f} ms with augmentation, "
+                f"{row['step_time_no_augmentation_ms']:.1f} ms without ({row['step_with_vs_without_augmentation']:.2f}x; "
+                f"augmentation {100 * row['augmentation_share_of_step']:.1f}% of the step); geometric ops "
+                f"{row['step_time_geometric_ms']:.1f} ms vs Keras' chain {row['step_time_keras_chain_ms']:.1f} ms "
+                f"(XLA off; {row['step_time_no_augmentation_no_xla_ms']:.1f} ms without augmentation): Keras' chain costs "
+                + (f"{versus:.1f}x ours" if versus is not None else "n/a (ours below the noise)")
+            )
     ctx = report["context"]
     lines.append(
         f"context: TF {ctx['versions']['tensorflow']}, Keras {ctx['versions']['keras']}, {ctx['cpu_count']} CPUs, "

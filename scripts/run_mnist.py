@@ -32,6 +32,9 @@ STRENGTH_HELP = (
 @click.option("--patience", type=click.IntRange(min=1), default=None, help="Early stopping on val accuracy.")
 @click.option("--seed", type=int, default=0)
 @click.option("--deterministic", is_flag=True, help="Enable TensorFlow op determinism (slower).")
+@click.option("--jit-compile/--no-jit-compile", default=None,
+              help="Compile the training step with XLA (augmentation takes its static-shape path, same draws). "
+                   "Default: Keras' auto, on for a GPU and off for a CPU.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="Default: runs/<timestamp>.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its backup.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --run-dir.")
