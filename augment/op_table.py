@@ -116,6 +116,70 @@ def sample_flip(v, gate, height, width, magnitude):
     return {"flip": gate}
 
 
+def sample_shear_one(v, gate, height, width, magnitude):
+    return {"shear": _gated(v[0] * magnitude, gate)}
+
+
+def sample_translate_x(v, gate, height, width, magnitude):
+    return {"shift": _gated(v[0] * magnitude * tf.cast(width, tf.float32), gate)}
+
+
+def sample_translate_y(v, gate, height, width, magnitude):
+    return {"shift": _gated(v[0] * magnitude * tf.cast(height, tf.float32), gate)}
+
+
+def sample_pad_crop(v, gate, height, width, magnitude):
+    # Whole pixels, as padding then cropping does.
+    return {
+        "dx": _gated(tf.round(v[0] * magnitude * tf.cast(width, tf.float32)), gate),
+        "dy": _gated(tf.round(v[1] * magnitude * tf.cast(height, tf.float32)), gate),
+    }
+
+
+_CROP_MAX_MAGNITUDE = 0.92  # the Inception crop's smallest area is 8 %
+_CROP_LOG_RATIO = math.log(4.0 / 3.0)
+
+
+def sample_resized_crop(v, gate, height, width, magnitude):
+    # Area uniform in [1 - m, 1] of the image, log aspect ratio uniform in
+    # ±log(4/3) scaled like the area, position uniform where the crop fits.
+    area = 1.0 - magnitude * _unit(v[0])
+    log_ratio = v[1] * (_CROP_LOG_RATIO * tf.minimum(1.0, magnitude / _CROP_MAX_MAGNITUDE))
+    ratio = tf.exp(log_ratio)
+    scale_x = _gated(tf.minimum(tf.sqrt(area * ratio), 1.0), gate, 1.0)
+    scale_y = _gated(tf.minimum(tf.sqrt(area / ratio), 1.0), gate, 1.0)
+    return {
+        "scale_x": scale_x,
+        "scale_y": scale_y,
+        "offset_x": v[2] * (1.0 - scale_x) * tf.cast(width, tf.float32) / 2.0,
+        "offset_y": v[3] * (1.0 - scale_y) * tf.cast(height, tf.float32) / 2.0,
+    }
+
+
+def sample_none(v, gate, height, width, magnitude):
+    return {}
+
+
+def sample_factor(v, gate, height, width, magnitude):
+    return {"factor": _gated(1.0 + v[0] * magnitude, gate, 1.0)}
+
+
+def sample_solarize(v, gate, height, width, magnitude):
+    return {"threshold": _gated(256.0 - 256.0 * magnitude * _unit(v[0]), gate, 256.0)}
+
+
+def sample_solarize_add(v, gate, height, width, magnitude):
+    return {"addition": _gated(255.0 * magnitude * _unit(v[0]), gate)}
+
+
+def sample_posterize(v, gate, height, width, magnitude):
+    return {"bits": _gated(8.0 - tf.round(magnitude * _unit(v[0])), gate, 8.0)}
+
+
+def sample_hue(v, gate, height, width, magnitude):
+    return {"delta": _gated(v[0] * magnitude, gate)}
+
+
 def sample_elastic(v, gate, height, width, magnitude):
     return {
         "noise": tf.reshape(tf.stack(v, axis=1), (-1, 4, 4, 2)),
@@ -180,6 +244,26 @@ def build_flip_vertical(p):
     return ops.flip_matrix(tf.zeros_like(p["flip"]), p["flip"], None, None)
 
 
+def build_shear_x(p):
+    return ops.shear_matrix(p["shear"], tf.zeros_like(p["shear"]), None, None)
+
+
+def build_shear_y(p):
+    return ops.shear_matrix(tf.zeros_like(p["shear"]), p["shear"], None, None)
+
+
+def build_translate_x(p):
+    return ops.translation_matrix(p["shift"], tf.zeros_like(p["shift"]))
+
+
+def build_translate_y(p):
+    return ops.translation_matrix(tf.zeros_like(p["shift"]), p["shift"])
+
+
+def build_resized_crop(p):
+    return ops.crop_matrix(p["scale_x"], p["scale_y"], p["offset_x"], p["offset_y"])
+
+
 def build_elastic(images, p, matrix=None):
     return ops.elastic(images, p["noise"], p["alpha"], matrix)
 
@@ -208,6 +292,50 @@ def build_erase(images, p, seed):
     return ops.erase(images, p["boxes"])
 
 
+def build_brightness_factor(images, p, seed):
+    return ops.brightness_factor(images, p["factor"])
+
+
+def build_color(images, p, seed):
+    return ops.color(images, p["factor"])
+
+
+def build_contrast_factor(images, p, seed):
+    return ops.contrast_factor(images, p["factor"])
+
+
+def build_sharpness(images, p, seed):
+    return ops.sharpness(images, p["factor"])
+
+
+def build_autocontrast(images, p, seed):
+    return ops.autocontrast(images)
+
+
+def build_equalize(images, p, seed):
+    return ops.equalize(images)
+
+
+def build_solarize(images, p, seed):
+    return ops.solarize(images, p["threshold"])
+
+
+def build_solarize_add(images, p, seed):
+    return ops.solarize_add(images, p["addition"])
+
+
+def build_posterize(images, p, seed):
+    return ops.posterize(images, p["bits"])
+
+
+def build_grayscale(images, p, seed):
+    return ops.grayscale(images)
+
+
+def build_hue(images, p, seed):
+    return ops.hue(images, p["delta"])
+
+
 OPS: Dict[str, OpDef] = {
     "rotate": OpDef(kind="geometric", num_uniforms=1, sample=sample_rotate, build=build_rotate,
                     magnitude=25.0, unit="degrees",
@@ -227,6 +355,24 @@ OPS: Dict[str, OpDef] = {
     "flip_vertical": OpDef(kind="geometric", num_uniforms=0, sample=sample_flip, build=build_flip_vertical,
                            magnitude=1.0, unit="unused (a flip has no magnitude)",
                            strength_rule="none: a flip, chosen or not"),
+    "shear_x": OpDef(kind="geometric", num_uniforms=1, sample=sample_shear_one, build=build_shear_x,
+                     magnitude=0.3, unit="shear factor", strength_rule="x shear uniform in ±m·s"),
+    "shear_y": OpDef(kind="geometric", num_uniforms=1, sample=sample_shear_one, build=build_shear_y,
+                     magnitude=0.3, unit="shear factor", strength_rule="y shear uniform in ±m·s"),
+    "translate_x": OpDef(kind="geometric", num_uniforms=1, sample=sample_translate_x, build=build_translate_x,
+                         magnitude=0.3, unit="fraction of the width",
+                         strength_rule="shift uniform in ±m·s of the width"),
+    "translate_y": OpDef(kind="geometric", num_uniforms=1, sample=sample_translate_y, build=build_translate_y,
+                         magnitude=0.3, unit="fraction of the height",
+                         strength_rule="shift uniform in ±m·s of the height"),
+    "pad_crop": OpDef(kind="geometric", num_uniforms=2, sample=sample_pad_crop, build=build_translate,
+                      magnitude=0.125, unit="padding as a fraction of the size (0.125: 4 px of 32)",
+                      strength_rule="pad by m·s of the size, crop at a random place: a whole-pixel shift "
+                                    "uniform in ±m·s, zeros shifted in"),
+    "resized_crop": OpDef(kind="geometric", num_uniforms=4, sample=sample_resized_crop, build=build_resized_crop,
+                          magnitude=0.92, unit="largest share of the area cropped away",
+                          strength_rule="crop of area uniform in [1 - m·s, 1], log aspect ratio uniform in "
+                                        "±(m·s/0.92)·log(4/3), anywhere it fits, resized to the whole image"),
     "elastic": OpDef(kind="resample", num_uniforms=32, sample=sample_elastic, build=build_elastic,
                      magnitude=2.5, unit="peak displacement in pixels",
                      strength_rule="smooth 4x4-grid displacement field of peak m·s pixels"),
@@ -245,6 +391,40 @@ OPS: Dict[str, OpDef] = {
     "erase": OpDef(kind="pixel", num_uniforms=4, sample=sample_erase, build=build_erase,
                    magnitude=0.25, unit="largest erased fraction of the image area", identity_params=True,
                    strength_rule="one box of area uniform in [0, m·s] of the image, aspect 0.3-3.3"),
+    "brightness_factor": OpDef(kind="pixel", num_uniforms=1, sample=sample_factor, build=build_brightness_factor,
+                               magnitude=0.9, unit="relative change of brightness (PIL Brightness)",
+                               identity_params=True, strength_rule="pixels times a factor uniform in 1 ± m·s"),
+    "color": OpDef(kind="pixel", num_uniforms=1, sample=sample_factor, build=build_color,
+                   magnitude=0.9, unit="relative change of saturation (PIL Color)", identity_params=True,
+                   strength_rule="saturation factor uniform in 1 ± m·s (0 is gray)"),
+    "contrast_factor": OpDef(kind="pixel", num_uniforms=1, sample=sample_factor, build=build_contrast_factor,
+                             magnitude=0.9, unit="relative change of contrast (PIL Contrast)", identity_params=True,
+                             strength_rule="factor uniform in 1 ± m·s about the mean gray level"),
+    "sharpness": OpDef(kind="pixel", num_uniforms=1, sample=sample_factor, build=build_sharpness,
+                       magnitude=0.9, unit="relative change of sharpness (PIL Sharpness)", identity_params=True,
+                       strength_rule="factor uniform in 1 ± m·s (0 is PIL's smoothed image)"),
+    "autocontrast": OpDef(kind="pixel", num_uniforms=0, sample=sample_none, build=build_autocontrast,
+                          magnitude=1.0, unit="unused (no magnitude)",
+                          strength_rule="none: each channel stretched to the full range, chosen or not"),
+    "equalize": OpDef(kind="pixel", num_uniforms=0, sample=sample_none, build=build_equalize,
+                      magnitude=1.0, unit="unused (no magnitude)",
+                      strength_rule="none: each channel's histogram equalized, chosen or not"),
+    "solarize": OpDef(kind="pixel", num_uniforms=1, sample=sample_solarize, build=build_solarize,
+                      magnitude=1.0, unit="share of the grey levels inverted", identity_params=True,
+                      strength_rule="levels at or above a threshold uniform in [256 (1 - m·s), 256] inverted"),
+    "solarize_add": OpDef(kind="pixel", num_uniforms=1, sample=sample_solarize_add, build=build_solarize_add,
+                          magnitude=110 / 255, unit="added to levels below 128, as a fraction of 255",
+                          identity_params=True,
+                          strength_rule="levels below 128 raised by uniform [0, 255·m·s] levels"),
+    "posterize": OpDef(kind="pixel", num_uniforms=1, sample=sample_posterize, build=build_posterize,
+                       magnitude=4.0, unit="bits removed from 8",
+                       strength_rule="keeps 8 - round(u·m·s) bits, u uniform in [0, 1)"),
+    "grayscale": OpDef(kind="pixel", num_uniforms=0, sample=sample_none, build=build_grayscale,
+                       magnitude=1.0, unit="unused (no magnitude)",
+                       strength_rule="none: the gray level in every channel, chosen or not"),
+    "hue": OpDef(kind="pixel", num_uniforms=1, sample=sample_hue, build=build_hue,
+                 magnitude=0.1, unit="hue rotation in turns",
+                 strength_rule="hue rotated by a uniform ±m·s turns"),
 }
 
 

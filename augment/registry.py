@@ -12,7 +12,7 @@ Example:
 >>> get_policy("mnst")
 Traceback (most recent call last):
 ...
-ValueError: Unknown policy 'mnst'. Valid policies: mnist, none, ops, randaugment. Did you mean 'mnist'?
+ValueError: Unknown policy 'mnst'. Valid policies: augmix, cifar, mnist, none, ops, randaugment, randaugment_digits, trivialaugment. Did you mean 'mnist'?
 """
 
 from __future__ import annotations

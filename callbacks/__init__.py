@@ -12,7 +12,7 @@ from augpipe.callbacks.commit import (
 from augpipe.callbacks.curves import TrainingCurves
 from augpipe.callbacks.evaluation import ScheduledEvaluation, check_no_test_monitor
 from augpipe.callbacks.lr import LearningRateControl, MultiplierSchedule, install_multiplier
-from augpipe.callbacks.monitors import ThroughputMonitor
+from augpipe.callbacks.monitors import AugmentationImages, ThroughputMonitor
 from augpipe.callbacks.safety import EpochLine, GracefulInterrupt, NonFiniteLossError, StopOnNonFiniteLoss
 from augpipe.callbacks.schedules import Schedule, constant, cosine, linear, parse_schedule, step
 from augpipe.callbacks.stopping import EarlyStopping
@@ -20,6 +20,7 @@ from augpipe.callbacks.strength import AdaptiveStrength, StrengthSchedule
 
 __all__ = [
     "AdaptiveStrength",
+    "AugmentationImages",
     "BestModelCheckpoint",
     "EpochBackup",
     "EpochCommit",

@@ -87,3 +87,70 @@ class ThroughputMonitor(keras.callbacks.Callback):
         self.history.append({"epoch": epoch, **summary})
         if logs is not None:
             logs.update(summary)
+
+
+class AugmentationImages(keras.callbacks.Callback):
+    """Writes a fixed batch, augmented at the current strength, to TensorBoard every `every` epochs.
+
+    The same images and the same random draws every time (the layer's
+    keyed, stateless path with a fixed key), so the pictures change only as
+    the strength does: TensorBoard's image slider then shows what the
+    controller did to the augmentation. It draws nothing from the layer's
+    own random stream, so a run with and without it trains identically.
+
+    Args:
+        layer: the `augment.Augment` layer whose policy and strength to show.
+        images: a uint8 batch `(N, H, W, C)`, or float in [0, 1].
+        log_dir: the TensorBoard directory; images go to `log_dir/augmentation`.
+        every: write at the end of epoch 1 and every `every` epochs.
+        max_images: at most this many images of the batch.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from augpipe import augment
+    >>> callback = AugmentationImages(augment.Augment("mnist", seed=0), np.zeros((4, 8, 8, 1), np.uint8), "tb")
+    >>> callback.every
+    5
+    """
+
+    def __init__(self, layer, images, log_dir, every: int = 5, max_images: int = 8):
+        super().__init__()
+        self.layer = layer
+        images = np.asarray(images)
+        if images.ndim != 4:
+            raise ValueError(f"AugmentationImages expects a batch (N, H, W, C). Received shape {images.shape}. "
+                             "Add a batch axis (e.g. `x[None]`).")
+        self.images = images[: check_int("max_images", max_images)]
+        self.every = check_int("every", every)
+        self.log_dir = str(log_dir)
+        self._writer = None
+
+    def augmented(self):
+        """The batch at the layer's current strength, float32 in [0, 1]."""
+        import tensorflow as tf
+
+        from augpipe.augment import ops
+
+        key = tf.constant([0, 0], tf.int64)
+        images = ops.to_float(tf.constant(self.images))
+        return self.layer._augment(images, ops.keyed_seed(self.layer.seed, ops.STREAM_POLICY, key),
+                                   static=self.layer.shapes == "static")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch != 0 and (epoch + 1) % self.every:
+            return
+        import tensorflow as tf
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(f"{self.log_dir}/augmentation")
+        strength = float(self.layer.strength.numpy())
+        with self._writer.as_default():
+            tf.summary.image("augmentation", self.augmented(), step=epoch + 1, max_outputs=len(self.images))
+            tf.summary.scalar("augmentation_strength", strength, step=epoch + 1)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -566,6 +566,10 @@ def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: Mode
     ]
     if config.tensorboard:
         found.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
+        # The same validation images at the current strength, every evaluation period.
+        sample = next(iter(inputs.val.unbatch().batch(8).take(1)))[0].numpy()
+        found.append(callbacks.AugmentationImages(parts.augment_layer, sample, run_dir / "tensorboard",
+                                                  every=config.eval_every))
     found.append(callbacks.TrainingCurves(run_dir / "curves.png", state_dir=backup_dir))
     if not config.quiet:
         found.append(callbacks.EpochLine(config.epochs))

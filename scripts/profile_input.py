@@ -33,6 +33,10 @@ def _compare(ctx, param, value):
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--source", default="mnist-embedded", help="Any spec load_source accepts.")
 @click.option("--synthetic", type=click.IntRange(min=1), default=None, help="Use N seeded random uint8 images of the source's shape.")
+@click.option("--image-size", type=(int, int), default=None, metavar="H W",
+              help=f"Synthetic images of this size (--synthetic of them, {2048} by default).")
+@click.option("--channels", type=click.IntRange(1, 3), default=None,
+              help="Synthetic images with 1 (gray) or 3 (colour) channels.")
 @click.option("--batch-sizes", default="256", callback=_batch_sizes, help="Comma-separated, e.g. 32,256,1024.")
 @click.option("--policy", default="mnist",
               help='A policy name, a JSON spec (\'{"name": "ops", "config": {"ops": ["rotate"]}}\') or a .json file.')
@@ -40,7 +44,7 @@ def _compare(ctx, param, value):
 @click.option("--repeats", type=click.IntRange(min=1), default=5)
 @click.option("--warmup", type=click.IntRange(min=0), default=2)
 @click.option("--compare", default="keras,albumentations", callback=_compare,
-              help="Peers: keras, keras-randaugment, albumentations (or none).")
+              help="Peers: keras, keras-randaugment, keras-augmix, albumentations (or none).")
 @click.option("--model", default="none",
               help="Also time a training step with in-memory vs pipeline input: none, mlp, cnn, a saved FILE.keras, "
                    "or a function returning a compiled model (package.module:function or path/to/file.py:function); "
@@ -48,11 +52,13 @@ def _compare(ctx, param, value):
 @click.option("--jit-compile/--no-jit-compile", default=None,
               help="Compile the --model training steps with XLA (default: Keras' auto, on for a GPU, off for a CPU).")
 @click.option("--quick", is_flag=True,
-              help="About a minute: 2 repeats, 1 warm-up, 4096 images per measurement, Keras' chain as the only peer.")
+              help="About a minute: 2 repeats, 1 warm-up, 4096 images per measurement, Keras' chain as the only peer "
+                   "(each unless given).")
 @click.option("--images", "images_per_measurement", type=click.IntRange(min=1), default=16384,
               help="Images per timed measurement.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the results here.")
-def main(json_path, **options):
+@click.pass_context
+def main(ctx, json_path, **options):
     """Measure images/sec at each stage of the input pipeline, against the raw
     ceiling and the peers, in one run; with --model, say whether training is
     input-bound."""
@@ -65,7 +71,10 @@ def main(json_path, **options):
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--policy") from None
     if options.pop("quick"):
-        options.update(profiling.QUICK)
+        # --quick sets these unless the command line gave them.
+        given = {name for name in profiling.QUICK
+                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+        options.update({name: value for name, value in profiling.QUICK.items() if name not in given})
     try:
         report = profiling.profile_input(progress=lambda m: click.echo(m, err=True), **options)
     except (ValueError, FileNotFoundError) as error:

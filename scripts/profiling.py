@@ -22,7 +22,7 @@ from augpipe.validation import check_int
 # Albumentations asks the network for updates on import unless told not to.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-PEERS = ("keras", "keras-randaugment", "albumentations")
+PEERS = ("keras", "keras-randaugment", "keras-augmix", "albumentations")
 MODELS = ("none", "mlp", "cnn")
 # --quick: about a minute on 2 cores (measured: see the README).
 QUICK = {"repeats": 2, "warmup": 1, "images_per_measurement": 4096, "compare": ("keras",)}
@@ -132,16 +132,39 @@ def _check_compare(compare) -> list:
     return peers
 
 
-def load_images(source: str, synthetic: Optional[int], seed: int = 0) -> np.ndarray:
-    """The source's uint8 images, or `synthetic` seeded random ones of the same shape."""
+SYNTHETIC_DEFAULT = 2048
+
+
+def load_images(source: str, synthetic: Optional[int], seed: int = 0, image_size=None,
+                channels: Optional[int] = None) -> np.ndarray:
+    """The source's uint8 images, or `synthetic` seeded random ones of the same shape.
+
+    `image_size` `(H, W)` and `channels` (1 or 3) ask for synthetic images of
+    that shape (`synthetic` of them, 2048 by default) instead of the source's.
+    """
     from augpipe import pipelines
 
-    images = pipelines.load_source(source).images
-    if synthetic is None:
-        return images
+    if image_size is None and channels is None:
+        images = pipelines.load_source(source).images
+        if synthetic is None:
+            return images
+        shape = images.shape[1:]
+    else:
+        if channels is not None and channels not in (1, 3):
+            raise ValueError(f"Received: channels={channels!r}. Expected 1 (gray) or 3 (colour).")
+        if image_size is not None:
+            image_size = tuple(image_size)
+            if len(image_size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 2 for v in image_size):
+                raise ValueError(f"Received: image_size={image_size!r}. Expected (height, width), each >= 2.")
+        if image_size is None or channels is None:
+            fallback = pipelines.load_source(source).image_shape
+            image_size = image_size or tuple(fallback[:2])
+            channels = channels or fallback[2]
+        shape = (*image_size, channels)
+        synthetic = SYNTHETIC_DEFAULT if synthetic is None else synthetic
     check_int("synthetic", synthetic)
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (synthetic,) + images.shape[1:], dtype=np.uint8)
+    return rng.integers(0, 256, (synthetic,) + tuple(shape), dtype=np.uint8)
 
 
 # ----------------------------------------------------------------------------
@@ -227,6 +250,9 @@ def build_stages(images, policy: str, strength: float, compare: Sequence[str], s
     if "keras-randaugment" in compare:
         randaugment = keras.layers.RandAugment(value_range=(0, 1), num_ops=2, factor=0.5 * strength, seed=seed)
         stages["keras_randaugment"] = lambda b: mapped_stage(images, b, lambda x: randaugment(ops.to_float(x), training=True))
+    if "keras-augmix" in compare:
+        augmix = keras.layers.AugMix(value_range=(0, 1), seed=seed)
+        stages["keras_augmix"] = lambda b: mapped_stage(images, b, lambda x: augmix(ops.to_float(x), training=True))
     if "albumentations" in compare:
         import albumentations as A
 
@@ -453,6 +479,8 @@ def profile_input(
     progress: Optional[Callable[[str], None]] = None,
     seed: int = 0,
     jit_compile: Optional[bool] = None,
+    image_size: Optional[Sequence[int]] = None,
+    channels: Optional[int] = None,
 ) -> dict:
     """Profiles the input pipeline and returns a plain dict.
 
@@ -478,7 +506,7 @@ def profile_input(
     check_int("repeats", repeats)
     check_int("warmup", warmup, minimum=0)
     check_int("images_per_measurement", images_per_measurement)
-    images = load_images(source, synthetic, seed)
+    images = load_images(source, synthetic, seed, image_size, channels)
     stages = build_stages(images, policy, strength, peers, seed)
     results = {}
     for batch_size in batch_sizes:
@@ -516,6 +544,10 @@ def profile_input(
         derived = {"ours_full_vs_bare_warp": inside["ours_host"]["median"] / inside["bare_warp"]["median"]}
         if "keras_chain" in inside:
             derived["ours_geometric_vs_keras_chain"] = inside["ours_geometric_host"]["median"] / inside["keras_chain"]["median"]
+        if "keras_randaugment" in inside:
+            derived["ours_full_vs_keras_randaugment"] = inside["ours_host"]["median"] / inside["keras_randaugment"]["median"]
+        if "keras_augmix" in inside:
+            derived["ours_full_vs_keras_augmix"] = inside["ours_host"]["median"] / inside["keras_augmix"]["median"]
         if "albumentations" in inside:
             derived["ours_geometric_vs_albumentations"] = (
                 inside["ours_geometric_host"]["median"] / inside["albumentations"]["median"]
@@ -541,7 +573,7 @@ def profile_input(
         "context": context(),
         "settings": {
             "source": source,
-            "synthetic": synthetic,
+            "synthetic": synthetic if image_size is None and channels is None else len(images),
             "image_shape": list(images.shape[1:]),
             "num_images": int(len(images)),
             "batch_sizes": batch_sizes,

@@ -24,7 +24,7 @@ STRENGTH_HELP = (
 @click.option("--epochs", type=click.IntRange(min=1), default=30)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128)
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=2e-3)
-@click.option("--policy", default="mnist", help="Augmentation policy: mnist, randaugment, none.")
+@click.option("--policy", default="mnist", help="Augmentation policy: mnist, trivialaugment, randaugment, randaugment_digits, augmix, cifar, ops, none.")
 @click.option("--strength", default="adaptive", help=STRENGTH_HELP)
 @click.option("--placement", type=click.Choice(["device", "host"]), default="device", help="Where augmentation runs.")
 @click.option("--mixup/--no-mixup", default=False, help="MixUp/CutMix on training batches.")

@@ -18,9 +18,27 @@ def make_layer(kind, name, strength=0.5, seed=0, shapes="auto"):
     return augment.Augment(policy, strength=strength, seed=seed, shapes=shapes)
 
 
+# Ops that leave a one-channel image as it is: checked on colour images.
+COLOUR_ONLY = {"color", "grayscale", "hue"}
+
+
 @pytest.fixture(scope="module")
-def digits(embedded_splits):
+def gray_digits(embedded_splits):
     return embedded_splits.train.images[:64], embedded_splits.train.labels[:64]
+
+
+@pytest.fixture(scope="module")
+def colour_images():
+    rng = np.random.default_rng(1)
+    ramp = np.linspace(0, 220, 20, dtype=np.float32)
+    images = (ramp[None, :, None, None] * rng.uniform(0.3, 1.0, (64, 1, 1, 3))
+              + rng.integers(0, 30, (64, 20, 20, 3))).clip(0, 255).astype(np.uint8)
+    return images, np.arange(64) % 10
+
+
+@pytest.fixture
+def digits(request, gray_digits, colour_images):
+    return colour_images if request.node.callspec.params["name"] in COLOUR_ONLY else gray_digits
 
 
 @pytest.mark.parametrize("shapes", ["dynamic", "static"])

@@ -8,7 +8,7 @@ from augpipe.augment import ops
 
 
 def test_unknown_policy_lists_and_suggests():
-    with pytest.raises(ValueError, match=r"Unknown policy 'mnsit'. Valid policies: mnist, none, ops, randaugment. Did you mean 'mnist'"):
+    with pytest.raises(ValueError, match=r"Unknown policy 'mnsit'. Valid policies: augmix, cifar, mnist, none, ops, randaugment, randaugment_digits, trivialaugment. Did you mean 'mnist'"):
         augment.Augment("mnsit")
     with pytest.raises(ValueError, match="Unknown op 'rotat'.*Did you mean 'rotate'"):
         augment.get_policy("ops", ops=["rotat"])

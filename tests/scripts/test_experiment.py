@@ -68,3 +68,22 @@ def test_reported_test_accuracy_is_the_count_of_correct_predictions(tiny_npz, tm
     predictions = model.predict(splits.test.images, batch_size=64, verbose=0).argmax(-1)
     correct = int((predictions == splits.test.labels).sum())
     assert report["test_accuracy"] == pytest.approx(correct / len(splits.test.labels), abs=1e-9)
+
+
+def test_jit_compile_trains_the_experiment_under_xla_and_may_change_on_resume(tiny_npz, tmp_path, monkeypatch):
+    from augpipe.augment.engine import GatedPolicy
+
+    static_traces = []
+    original = GatedPolicy.apply_static
+    monkeypatch.setattr(GatedPolicy, "apply_static", lambda self, *a: static_traces.append(1) or original(self, *a))
+    run_dir = tmp_path / "run"
+    config = experiment.ExperimentConfig(source=tiny_npz, epochs=2, batch_size=32, quiet=True, tensorboard=False,
+                                         run_dir=str(run_dir), jit_compile=True)
+    report, _ = experiment.run_experiment(config)
+    assert report["epochs_run"] == 2 and static_traces  # the step was traced under XLA, on the static path
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["options"]["jit_compile"] is True
+    # Same draws either way (augment.ops' XLA-proof generators): a resume may turn XLA off.
+    again = experiment.ExperimentConfig(run_dir=str(run_dir), resume=True, epochs=3, jit_compile=False)
+    resolved, _ = experiment.open_run_dir(again, explicit={"epochs", "resume", "run_dir", "jit_compile"})
+    assert resolved.jit_compile is False and resolved.source == tiny_npz

@@ -1,0 +1,132 @@
+"""`preview-augment`: a grid of what a policy does, one row per strength, the same images in every row.
+
+Example (the library function the command wraps):
+
+>>> import numpy as np
+>>> grid = augment_grid(np.zeros((3, 8, 8, 1), np.uint8), "mnist", [0.0, 1.0], seed=0)
+>>> grid.shape
+(2, 3, 8, 8, 1)
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+from typing import Optional, Sequence
+
+import click
+import numpy as np
+
+
+def augment_grid(images: np.ndarray, policy, strengths: Sequence[float], seed: int = 0) -> np.ndarray:
+    """`(len(strengths), N, H, W, C)` uint8: `images` augmented at each strength.
+
+    Every row draws the same random numbers (the same seed and batch key),
+    so a column shows one image's augmentation growing with the strength.
+    """
+    import tensorflow as tf
+
+    from augpipe import augment
+
+    rows = []
+    for strength in strengths:
+        layer = augment.Augment(policy, strength=strength, seed=seed)
+        augmented, _ = layer.keyed_batch(tf.constant(images), None, tf.constant([0, 0], tf.int64))
+        rows.append(augmented.numpy())
+    return np.stack(rows)
+
+
+def load_preview_images(source: str, files: Sequence[str], samples: int, seed: int, image_size) -> np.ndarray:
+    """`samples` uint8 images: the `files` (resized to `image_size`, colour), or seeded picks from `source`."""
+    if files:
+        from PIL import Image
+
+        height, width = image_size
+        loaded = []
+        for name in files:
+            try:
+                with Image.open(name) as image:
+                    loaded.append(np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR)))
+            except OSError as error:
+                raise ValueError(f"Cannot read {name!r} as an image ({error}). Pass JPEG, PNG, BMP or GIF files.")
+        return np.stack([loaded[i % len(loaded)] for i in range(samples)])
+    from augpipe import pipelines
+
+    images = pipelines.load_source(source).images
+    picks = np.random.default_rng(seed).choice(len(images), size=min(samples, len(images)), replace=False)
+    return images[np.sort(picks)]
+
+
+def save_grid(grid: np.ndarray, strengths: Sequence[float], path: pathlib.Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, columns = grid.shape[:2]
+    figure, axes = plt.subplots(rows, columns, figsize=(1.3 * columns + 0.9, 1.3 * rows + 0.4), squeeze=False)
+    for row in range(rows):
+        for column in range(columns):
+            axis = axes[row][column]
+            image = grid[row, column]
+            if image.shape[-1] == 1:
+                axis.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
+            else:
+                axis.imshow(image)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[row][0].set_ylabel(f"strength {strengths[row]:g}", fontsize=9)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _strengths(ctx, param, value):
+    try:
+        values = [float(v) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers in [0, 1], got {value!r}") from None
+    if not values or any(not 0.0 <= v <= 1.0 for v in values):
+        raise click.BadParameter(f"expected comma-separated numbers in [0, 1], got {value!r}")
+    return values
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--policy", default="mnist",
+              help='A policy name, a JSON spec (\'{"name": "ops", "config": {"ops": ["rotate"]}}\') or a .json file.')
+@click.option("--source", default="mnist-embedded", help="Any spec load_source accepts (ignored with --image).")
+@click.option("--image", "files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="An image file to preview (JPEG, PNG, ...); repeat for several.")
+@click.option("--image-size", type=(click.IntRange(min=2), click.IntRange(min=2)), default=(128, 128),
+              metavar="H W", help="Size --image files are resized to.")
+@click.option("--strengths", default="0,0.25,0.5,1", callback=_strengths, help="One row per strength.")
+@click.option("--samples", type=click.IntRange(min=1, max=64), default=8, help="Images per row.")
+@click.option("--seed", type=int, default=0)
+@click.option("--out", type=click.Path(dir_okay=False), default="augment_preview.png", help="The PNG to write.")
+def main(policy, source, files, image_size, strengths, samples, seed, out):
+    """Draw what an augmentation policy does: one row per strength, the same
+    images and the same random draws in every row."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from augpipe.scripts.profiling import resolve_policy
+
+    try:
+        spec = resolve_policy(policy)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--policy") from None
+    try:
+        images = load_preview_images(source, files, samples, seed, image_size)
+        grid = augment_grid(images, spec, strengths, seed)
+    except (ValueError, FileNotFoundError) as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
+    name = spec if isinstance(spec, str) else spec.get("name", "policy")
+    path = pathlib.Path(out)
+    save_grid(grid, strengths, path, f"{name}, seed {seed}")
+    click.echo(f"wrote {path} ({len(strengths)} strengths x {len(images)} images)")
+
+
+if __name__ == "__main__":
+    main()
