@@ -27,8 +27,21 @@ def test_profile_dict_has_documented_fields_and_positive_ratios():
     assert all(value > 0 for value in result["ratios"].values())
     assert set(result["ratios"]) == {
         "ours_full_vs_bare_warp", "ours_geometric_vs_keras_chain", "ours_geometric_vs_albumentations",
+        "ours_full_vs_keras_randaugment",
     }
     assert report["model"] is None
+
+
+def test_colour_images_of_any_size_against_keras_randaugment_and_augmix():
+    report = profiling.profile_input(compare=["keras-randaugment", "keras-augmix"], policy="trivialaugment",
+                                     image_size=(20, 24), channels=3, **{**TINY, "synthetic": 64})
+    assert report["settings"]["image_shape"] == [20, 24, 3] and report["settings"]["num_images"] == 64
+    ratios = report["results"]["64"]["ratios"]
+    assert ratios["ours_full_vs_keras_randaugment"] > 0 and ratios["ours_full_vs_keras_augmix"] > 0
+    with pytest.raises(ValueError, match=r"Received: channels=2. Expected 1 \(gray\) or 3 \(colour\)"):
+        profiling.load_images("mnist-embedded", None, channels=2)
+    # Without --synthetic, a size asks for the default number of synthetic images.
+    assert profiling.load_images("mnist-embedded", None, image_size=(8, 8)).shape == (2048, 8, 8, 1)
 
 
 def test_model_stage_gives_a_verdict():
@@ -39,6 +52,19 @@ def test_model_stage_gives_a_verdict():
         assert 0.0 <= row["input_bound_share"] <= 1.0
         assert row["verdict"] in ("not input-bound", "moderately input-bound", "highly input-bound")
         assert row["step_time_pipeline_ms"] > 0 and row["step_time_synthetic_ms"] > 0
+    device = next(row for row in rows if row["placement"] == "device")
+    # The step without augmentation and with Keras' chain instead of ours, on the same batch.
+    assert device["step_time_no_augmentation_ms"] > 0 and device["step_time_keras_chain_ms"] > 0
+    assert 0.0 <= device["augmentation_share_of_step"] < 1.0
+    assert device["step_with_vs_without_augmentation"] > 0
+
+
+def test_model_stage_under_xla():
+    report = profiling.profile_input(compare=[], model="mlp", jit_compile=True, **TINY)
+    device = next(row for row in report["model"] if row["placement"] == "device")
+    assert device["jit_compile"] is True and report["settings"]["jit_compile"] is True
+    assert device["step_time_synthetic_ms"] > 0 and device["step_time_no_augmentation_ms"] > 0
+    assert "XLA on" in profiling.format_table(report)
 
 
 def test_verdict_thresholds():
