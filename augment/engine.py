@@ -63,13 +63,14 @@ class GatedPolicy(Policy):
         # Geometric ops first: they share one warp. The resampling op comes
         # right after it, because it is fused with the warp.
         self.op_order = self.geometric + self.resample + [n for n in names if OPS[n].kind == "pixel"]
-        # Consecutive ops whose unselected parameters are the identity share
-        # one gated pass (one gather and one scatter for all of them).
+        # Consecutive cheap elementwise ops whose unselected parameters are
+        # the identity share one gated pass (one gather and one scatter for
+        # all of them).
         self.pixel_groups = []
         for name in self.op_order:
             if OPS[name].kind != "pixel":
                 continue
-            if self.pixel_groups and OPS[name].identity_params and OPS[self.pixel_groups[-1][-1]].identity_params:
+            if self.pixel_groups and _shares_pass(name) and _shares_pass(self.pixel_groups[-1][-1]):
                 self.pixel_groups[-1].append(name)
             else:
                 self.pixel_groups.append([name])
@@ -214,6 +215,17 @@ class GatedPolicy(Policy):
 
     def get_config(self) -> dict:
         return {"ops": {name: list(value) for name, value in self.ops_config.items()}}
+
+
+def _shares_pass(name) -> bool:
+    """Cheap elementwise ops with identity parameters share one pass with their neighbours of that kind.
+
+    Costlier ops (a smoothing, a reduction) keep their own pass: grouped, the
+    whole batch would run them once a third of it chose any op of the group
+    (measured: the RandAugment paper's policy ran 1.66x faster at 32x32 with
+    its colour ops in separate passes).
+    """
+    return OPS[name].identity_params and OPS[name].elementwise
 
 
 def any_gate_of(params, names) -> tf.Tensor:

@@ -54,8 +54,10 @@ class OpDef:
             parameter (docs/ops.md is generated from it).
         identity_params: `sample` gives unselected images parameters under
             which `build` is the exact identity (a zero noise level, an empty
-            box). Consecutive such ops share one gated pass; the others are
-            gated one by one.
+            box), so the static-shape path needs no `tf.where` for it.
+        elementwise: cheap per-pixel arithmetic (no reduction, no
+            neighbourhood): with `identity_params`, consecutive such ops
+            share one gated pass.
         dense: pixel ops only, optional: `(images, seed) -> dict` of
             per-image random tensors drawn for the whole batch before any
             gating (the noise op's normals), then gathered with the other
@@ -74,6 +76,7 @@ class OpDef:
     identity_params: bool = False
     strength_rule: str = ""
     dense: Optional[Callable] = None
+    elementwise: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -376,22 +379,22 @@ OPS: Dict[str, OpDef] = {
     "elastic": OpDef(kind="resample", num_uniforms=32, sample=sample_elastic, build=build_elastic,
                      magnitude=2.5, unit="peak displacement in pixels",
                      strength_rule="smooth 4x4-grid displacement field of peak m·s pixels"),
-    "brightness": OpDef(kind="pixel", num_uniforms=1, sample=sample_brightness, build=build_brightness,
+    "brightness": OpDef(kind="pixel", elementwise=True, num_uniforms=1, sample=sample_brightness, build=build_brightness,
                         magnitude=0.3, unit="added to [0, 1] pixels", identity_params=True,
                         strength_rule="added value uniform in ±m·s"),
     "contrast": OpDef(kind="pixel", num_uniforms=1, sample=sample_contrast, build=build_contrast,
                       magnitude=0.5, unit="relative change of contrast",
                       strength_rule="factor uniform in 1 ± m·s about the image mean"),
-    "gamma": OpDef(kind="pixel", num_uniforms=1, sample=sample_gamma, build=build_gamma,
+    "gamma": OpDef(kind="pixel", elementwise=True, num_uniforms=1, sample=sample_gamma, build=build_gamma,
                    magnitude=0.5, unit="log of the gamma exponent", identity_params=True,
                    strength_rule="exponent exp(u), u uniform in ±m·s"),
-    "noise": OpDef(kind="pixel", num_uniforms=1, sample=sample_noise, build=build_noise,
+    "noise": OpDef(kind="pixel", elementwise=True, num_uniforms=1, sample=sample_noise, build=build_noise,
                    magnitude=0.1, unit="noise standard deviation on [0, 1] pixels", identity_params=True,
                    strength_rule="Gaussian noise, standard deviation uniform in [0, m·s]", dense=dense_noise),
-    "erase": OpDef(kind="pixel", num_uniforms=4, sample=sample_erase, build=build_erase,
+    "erase": OpDef(kind="pixel", elementwise=True, num_uniforms=4, sample=sample_erase, build=build_erase,
                    magnitude=0.25, unit="largest erased fraction of the image area", identity_params=True,
                    strength_rule="one box of area uniform in [0, m·s] of the image, aspect 0.3-3.3"),
-    "brightness_factor": OpDef(kind="pixel", num_uniforms=1, sample=sample_factor, build=build_brightness_factor,
+    "brightness_factor": OpDef(kind="pixel", elementwise=True, num_uniforms=1, sample=sample_factor, build=build_brightness_factor,
                                magnitude=0.9, unit="relative change of brightness (PIL Brightness)",
                                identity_params=True, strength_rule="pixels times a factor uniform in 1 ± m·s"),
     "color": OpDef(kind="pixel", num_uniforms=1, sample=sample_factor, build=build_color,
@@ -409,10 +412,10 @@ OPS: Dict[str, OpDef] = {
     "equalize": OpDef(kind="pixel", num_uniforms=0, sample=sample_none, build=build_equalize,
                       magnitude=1.0, unit="unused (no magnitude)",
                       strength_rule="none: each channel's histogram equalized, chosen or not"),
-    "solarize": OpDef(kind="pixel", num_uniforms=1, sample=sample_solarize, build=build_solarize,
+    "solarize": OpDef(kind="pixel", elementwise=True, num_uniforms=1, sample=sample_solarize, build=build_solarize,
                       magnitude=1.0, unit="share of the grey levels inverted", identity_params=True,
                       strength_rule="levels at or above a threshold uniform in [256 (1 - m·s), 256] inverted"),
-    "solarize_add": OpDef(kind="pixel", num_uniforms=1, sample=sample_solarize_add, build=build_solarize_add,
+    "solarize_add": OpDef(kind="pixel", elementwise=True, num_uniforms=1, sample=sample_solarize_add, build=build_solarize_add,
                           magnitude=110 / 255, unit="added to levels below 128, as a fraction of 255",
                           identity_params=True,
                           strength_rule="levels below 128 raised by uniform [0, 255·m·s] levels"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
-from typing import Optional, Sequence
+from typing import Sequence
 
 import click
 import numpy as np
