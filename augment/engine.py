@@ -120,10 +120,57 @@ class GatedPolicy(Policy):
         """
         return self._apply(images, params, static=True)
 
+    # How many pixel ops one image can choose at most, when the policy knows
+    # a small bound (TrivialAugment: 1, RandAugment: num_ops). The dynamic
+    # path then runs the pixel ops in that many rounds, each one partition
+    # of the batch by the op an image takes in that round and one stitch,
+    # instead of a gather and a scatter of the whole batch per op. None:
+    # one gated pass per op (or group of cheap ops).
+    pixel_rounds = None
+
     def _apply(self, images, params, static) -> tf.Tensor:
         images = self._resample(images, params, static)
+        pixel_ops = [name for group in self.pixel_groups for name in group]
+        if not static and self.pixel_rounds and len(pixel_ops) > 1:
+            return self._apply_pixel_rounds(images, params, pixel_ops)
         for group in self.pixel_groups:
             images = self._apply_pixel_group(images, params, group, static)
+        return images
+
+    def _op_values(self, images, params, name) -> dict:
+        """An op's per-image parameters, with its dense draws for the whole batch."""
+        values = {k: v for k, v in params[name].items() if k != "gate"}
+        if OPS[name].dense is not None:
+            # Drawn for the whole batch before gating, from the op's own
+            # seed: an image's draw does not depend on the other images.
+            values.update(OPS[name].dense(images, ops.fold_in(params["seed"], self.op_order.index(name))))
+        return values
+
+    def _apply_pixel_rounds(self, images, params, names) -> tf.Tensor:
+        """The pixel ops in `pixel_rounds` rounds: in round r every image takes its r-th chosen op (in op order).
+
+        Each round partitions the batch by that op (one copy), runs every op
+        on its part only, and stitches the parts back (one copy). The same
+        images as one pass per op, in the same order.
+        """
+        count = len(names)
+        gates = tf.stack([params[name]["gate"] for name in names], axis=1)
+        rank = tf.cumsum(tf.cast(gates, tf.int32), axis=1)  # 1 for an image's first chosen op, ...
+        values = {name: self._op_values(images, params, name) for name in names}
+        positions = tf.range(tf.shape(images)[0])
+        for round_index in range(self.pixel_rounds):
+            taken = gates & (rank == round_index + 1)
+            # The op each image takes this round; `count` for none.
+            choice = tf.where(tf.reduce_any(taken, axis=1), tf.argmax(tf.cast(taken, tf.int32), axis=1,
+                                                                       output_type=tf.int32), count)
+            parts = tf.dynamic_partition(images, choice, count + 1)
+            where = tf.dynamic_partition(positions, choice, count + 1)
+            outputs = []
+            for index, name in enumerate(names):
+                chosen = {k: tf.gather(v, where[index]) for k, v in values[name].items()}
+                outputs.append(tf.cast(OPS[name].build(parts[index], chosen, params["seed"]), images.dtype))
+            outputs.append(parts[count])
+            images = tf.ensure_shape(tf.dynamic_stitch(where, outputs), images.shape)
         return images
 
     def _resample(self, images, params, static) -> tf.Tensor:
@@ -181,15 +228,7 @@ class GatedPolicy(Policy):
     def _apply_pixel_group(self, images, params, group, static) -> tf.Tensor:
         """One gated pass over the images that chose any op of `group`."""
         seed = params["seed"]
-        per_op = {}
-        for name in group:
-            values_of_op = {k: v for k, v in params[name].items() if k != "gate"}
-            if OPS[name].dense is not None:
-                # Drawn for the whole batch before gating, from the op's own
-                # seed: an image's draw does not depend on the other images.
-                op_seed = ops.fold_in(seed, self.op_order.index(name))
-                values_of_op.update(OPS[name].dense(images, op_seed))
-            per_op[name] = values_of_op
+        per_op = {name: self._op_values(images, params, name) for name in group}
         keys = {name: sorted(per_op[name]) for name in group}
         values = [per_op[name][k] for name in group for k in keys[name]]
         gate = any_gate_of(params, group)

@@ -161,6 +161,7 @@ class RandAugmentPolicy(GatedPolicy):
 
     def __init__(self, num_ops: int = 2, ops: Optional[dict] = None):
         self.num_ops = check_int("num_ops", num_ops)
+        self.pixel_rounds = self.num_ops  # an image takes at most num_ops pixel ops
         super().__init__(_ops_argument(ops, self.DEFAULTS))
 
     @property
@@ -245,6 +246,7 @@ class TrivialAugmentPolicy(GatedPolicy):
 
     DEFAULTS = WIDE_OPS
     num_gate_uniforms = 2
+    pixel_rounds = 1
 
     def __init__(self, ops: Optional[dict] = None):
         super().__init__(_ops_argument(ops, self.DEFAULTS))
@@ -279,6 +281,9 @@ class CifarPolicy(GatedPolicy):
     @property
     def num_gate_uniforms(self):
         return 2 + len(self.independent)
+
+    # TrivialAugment's pixel op, then erasing.
+    pixel_rounds = 2
 
     def gates(self, v, strength):
         gates = one_of(v[:, 0], v[:, 1], self.trivial, strength)

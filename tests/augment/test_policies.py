@@ -76,3 +76,19 @@ def test_resized_crop_and_pad_crop_stay_inside_the_image():
     assert (np.abs(crop["offset_y"]) <= (1 - crop["scale_y"]) * 32 / 2 + 1e-4).all()
     shifts = params["pad_crop"]["dx"].numpy()
     assert np.array_equal(shifts, np.round(shifts)) and np.abs(shifts).max() <= 0.125 * 48
+
+
+@pytest.mark.parametrize("name", ["trivialaugment", "randaugment", "cifar", "randaugment_digits"])
+def test_pixel_rounds_give_what_one_pass_per_op_gives(name, monkeypatch):
+    # The dynamic path runs these policies' pixel ops in rounds (one partition and one stitch each);
+    # the static path runs one pass per op. Same images.
+    images = tf.constant(np.random.default_rng(1).integers(0, 256, (64, 20, 20, 3), dtype=np.uint8))
+    policy = augment.get_policy(name)
+    assert policy.pixel_rounds
+    params = policy.sample(64, 20, 20, tf.constant(1.0), tf.constant([5, 6], tf.int64))
+    floats = tf.cast(images, tf.float32) / 255.0
+    rounds = policy.apply(floats, params).numpy()
+    monkeypatch.setattr(policy, "pixel_rounds", None)
+    passes = policy.apply(floats, params).numpy()
+    np.testing.assert_allclose(rounds, passes, atol=1e-6)
+    assert not np.array_equal(rounds, floats.numpy())
