@@ -186,7 +186,10 @@ class Augment(keras.layers.Layer):
         # No branch on strength: at 0 no image is selected for any op, which
         # is the exact identity, and a branch op costs more per batch than
         # the empty selections do.
-        return self.policy(images, strength, seed, static=static)
+        if static:
+            return self.policy(images, strength, seed, static=True)
+        # A policy that overrides `__call__(images, strength, seed)` keeps working off XLA.
+        return self.policy(images, strength, seed)
 
     def _checked_float(self, inputs):
         images = tf.convert_to_tensor(inputs)
