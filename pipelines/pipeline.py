@@ -8,6 +8,7 @@ from typing import Callable, Optional, Sequence, Union
 import keras
 import tensorflow as tf
 
+from augpipe.pipelines.files import ImageFiles
 from augpipe.pipelines.splits import Split
 from augpipe.validation import check_int
 
@@ -127,6 +128,11 @@ def build_pipeline(
     The data lives in memory as one tensor, and batches are gathered from it
     with one vectorized `gather` per batch, which is the cached source stage.
     Eval pipelines (`training=False`) also `cache()` their finished batches.
+    A folder source's split (`ImageFiles`) is decoded into that tensor when
+    it fits its memory budget (cache "memory"), gathered from a memory-mapped
+    decoded copy (cache "file"), or else read and decoded image by image,
+    in parallel, before batching, every epoch and without any cache (cache
+    "stream"); the order is the same `(seed, epoch)` order in every mode.
     Host-side augmentation runs after `batch`, with parallel calls, then
     everything is prefetched with AUTOTUNE.
 
@@ -185,7 +191,10 @@ def build_pipeline(
         functions = [as_batch_fn(fn) for fn in items]
 
     num_examples = len(split)
-    gather = make_gather(split, one_hot)
+    # Streamed files are decoded image by image, in parallel, before batching;
+    # everything else is gathered a batch at a time.
+    load = make_loader(split, one_hot) if _streams(split) else None
+    gather = None if load else make_gather(split, one_hot)
     shard_size = len(range(shard_index, num_examples, num_shards))
 
     if epoch is not None and not isinstance(epoch, EpochCounter):
@@ -201,6 +210,11 @@ def build_pipeline(
             order = epoch_order(num_examples, seed, index)[shard_index::num_shards]
             if epoch_examples is not None:
                 order = order[:epoch_examples]
+            if load is not None:
+                examples = tf.data.Dataset.from_tensor_slices(order).map(
+                    load, num_parallel_calls=AUTOTUNE, deterministic=True)
+                batches = examples.batch(batch_size, drop_remainder=drop_remainder)
+                return batches.enumerate().map(lambda i, batch: (*batch, tf.stack([index, i])))
             batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
             # Each batch carries its (epoch, batch index): host augmentation keys its draws by it.
             return batches.enumerate().map(lambda i, indices: (indices, tf.stack([index, i])))
@@ -209,13 +223,16 @@ def build_pipeline(
         dataset = (start.repeat() if repeat else start).flat_map(one_epoch)
     else:
         dataset = tf.data.Dataset.range(shard_index, num_examples, num_shards)
+        if load is not None:
+            dataset = dataset.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     # Examples per epoch of this pipeline (its shard, trimmed); a new name,
     # so the epoch function above keeps the full split size it closed over.
     epoch_size = min(shard_size, epoch_examples) if epoch_examples else shard_size
     if training:
-        dataset = dataset.map(lambda indices, key: (*gather(indices), key),
-                              num_parallel_calls=AUTOTUNE, deterministic=True)
+        if load is None:
+            dataset = dataset.map(lambda indices, key: (*gather(indices), key),
+                                  num_parallel_calls=AUTOTUNE, deterministic=True)
         for fn in functions:
             dataset = dataset.map(
                 lambda images, labels, key, fn=fn: (*fn(images, labels, key), key),
@@ -223,7 +240,7 @@ def build_pipeline(
                 deterministic=deterministic,
             )
         dataset = dataset.map(lambda images, labels, key: (images, labels))
-    else:
+    elif load is None:
         dataset = dataset.map(gather, num_parallel_calls=AUTOTUNE, deterministic=True)
         dataset = dataset.cache()
     num_batches = epoch_size // batch_size if drop_remainder else math.ceil(epoch_size / batch_size)
@@ -257,9 +274,22 @@ def build_training_pipeline(split: Split, *, batch_size: int, **options) -> tupl
     return build_pipeline(split, batch_size=batch_size, training=True, epoch=counter, **options), counter
 
 
+def _streams(split: Split) -> bool:
+    return isinstance(split.images, ImageFiles) and split.images.cache == "stream"
+
+
 def make_gather(split: Split, one_hot: bool = False):
-    """A map function: a batch of indices -> (uint8 images, labels) from memory."""
-    images = tf.constant(split.images)
+    """A map function: a batch of indices -> (uint8 images, labels) from memory.
+
+    For a folder source (`ImageFiles`) with cache "memory" the split is
+    decoded here, once, in parallel; with cache "file" batches are gathered
+    from its memory-mapped decoded copy.
+    """
+    if isinstance(split.images, ImageFiles):
+        take = split.images.gather_fn()
+    else:
+        images = tf.constant(split.images)
+        take = lambda index: tf.gather(images, index)  # noqa: E731
     labels = tf.constant(split.labels)
     num_classes = split.num_classes
 
@@ -267,9 +297,24 @@ def make_gather(split: Split, one_hot: bool = False):
         batch_labels = tf.gather(labels, index)
         if one_hot:
             batch_labels = tf.one_hot(batch_labels, num_classes, dtype=tf.float32)
-        return tf.gather(images, index), batch_labels
+        return take(index), batch_labels
 
     return gather
+
+
+def make_loader(split: Split, one_hot: bool = False):
+    """A map function: one index -> (uint8 image, label), reading and decoding its file (streamed sources)."""
+    load_image = split.images.loader()
+    labels = tf.constant(split.labels)
+    num_classes = split.num_classes
+
+    def load(index):
+        label = tf.gather(labels, index)
+        if one_hot:
+            label = tf.one_hot(label, num_classes, dtype=tf.float32)
+        return load_image(index), label
+
+    return load
 
 
 class EpochSync(keras.callbacks.Callback):

@@ -19,9 +19,11 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from augpipe.pipelines import files as _files
+from augpipe.pipelines.files import ImageFiles
 from augpipe.validation import did_you_mean
 
-SPEC_KINDS = ("mnist", "mnist-embedded", "tfds:NAME[:CONFIG]", "idx:DIR", "npz:FILE")
+SPEC_KINDS = ("mnist", "mnist-embedded", "tfds:NAME[:CONFIG]", "idx:DIR", "npz:FILE", "folder:DIR")
 DOWNLOAD_PROBE_TIMEOUT_S = 10.0
 # Hosts a tensorflow-datasets download needs first; a probe that cannot reach
 # them fails fast instead of letting tfds retry for minutes.
@@ -37,18 +39,22 @@ class LabeledArrays(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """Images and labels in memory, with where they came from.
+    """Images and labels, with where they came from.
 
-    Build one with `load_source(spec)` or `Source.from_arrays(...)`.
+    Build one with `load_source(spec)`, `Source.from_arrays(...)` or
+    `Source.from_files(...)`.
 
     Attributes:
-        images: uint8 array `(N, H, W, C)`.
+        images: uint8 array `(N, H, W, C)`, or an `ImageFiles` (a folder
+            source: paths in memory, pixels decoded inside the pipeline).
         labels: int64 array `(N,)` with values in `[0, num_classes)`.
         num_classes: number of classes.
         class_names: one name per class.
         provenance: a human-readable line saying what was loaded from where.
         official_test: the source's own test split, or None.
         name: a short name, e.g. `"mnist-embedded"`.
+        skipped: files left out because they could not be decoded
+            (`on_error="skip"`), with the reason, as `(path, reason)` pairs.
 
     Example:
 
@@ -65,6 +71,7 @@ class Source:
     provenance: str
     official_test: Optional[LabeledArrays] = None
     name: str = "arrays"
+    skipped: tuple = ()
 
     @property
     def image_shape(self) -> tuple:
@@ -124,32 +131,7 @@ class Source:
                 )
             official = LabeledArrays(test_images, test_labels)
         all_labels = [train_labels] + ([official.labels] if official else [])
-        max_label = max(int(a.max()) if a.size else -1 for a in all_labels)
-        if num_classes is None:
-            num_classes = (len(class_names) if class_names else max_label + 1)
-        if num_classes < 1:
-            raise ValueError(
-                f"A source needs at least one class. Received: num_classes={num_classes}."
-            )
-        for what, arr in (("labels", train_labels), ("test labels", official and official.labels)):
-            if arr is None or not arr.size:
-                continue
-            bad = (arr < 0) | (arr >= num_classes)
-            if bad.any():
-                raise ValueError(
-                    f"{what} out of range: found {arr[bad][0]} at index "
-                    f"{int(np.flatnonzero(bad)[0])}. Expected integers in "
-                    f"[0, {num_classes}) for num_classes={num_classes}. Fix the "
-                    "labels or pass the right `num_classes`."
-                )
-        if class_names is None:
-            class_names = tuple(str(i) for i in range(num_classes))
-        class_names = tuple(str(c) for c in class_names)
-        if len(class_names) != num_classes:
-            raise ValueError(
-                f"`class_names` has {len(class_names)} entries, expected "
-                f"num_classes={num_classes}."
-            )
+        num_classes, class_names = _check_classes(all_labels, num_classes, class_names)
         if provenance is None:
             provenance = (
                 f"{name}: numpy arrays, {len(train_images)} images of shape "
@@ -165,6 +147,125 @@ class Source:
             official_test=official,
             name=name,
         )
+
+    @classmethod
+    def from_files(
+        cls,
+        paths,
+        labels,
+        *,
+        image_size,
+        channels: Optional[int] = None,
+        resize: str = "stretch",
+        num_classes: Optional[int] = None,
+        class_names: Optional[Sequence[str]] = None,
+        on_error: str = "raise",
+        cache: str = "auto",
+        memory_budget: Optional[int] = None,
+        cache_dir=None,
+        name: str = "files",
+        provenance: Optional[str] = None,
+    ) -> "Source":
+        """Builds a `Source` from image file paths and their labels; pixels stay on disk.
+
+        Every file is decoded once here (in parallel, nothing kept) so that a
+        bad file is reported before training starts.
+
+        Args:
+            paths: JPEG, PNG, BMP or GIF files (any size; 1-4 channels).
+            labels: one integer class id per path.
+            image_size: `(H, W)` every image is resized to.
+            channels: 1 or 3; None: 3 if any file has colour, else 1.
+            resize: `"stretch"`, `"crop"` (central crop to the aspect ratio)
+                or `"pad"` (fit inside, zero-padded); see `files.decode_image`.
+            num_classes, class_names: as in `from_arrays`.
+            on_error: `"raise"`: a file that fails to decode is an error
+                naming it; `"skip"`: it is left out and listed in `skipped`.
+            cache: `"auto"` (memory if the decoded images fit
+                `memory_budget`, else `"file"` with a `cache_dir`, else
+                `"stream"`), or `"memory"`, `"stream"`, `"file"`.
+            memory_budget: bytes the decoded source may take in memory
+                (default 2 GiB).
+            cache_dir: the folder of the `"file"` cache.
+            name, provenance: as in `from_arrays`.
+        """
+        size = _files._check_options(image_size, 3 if channels is None else channels, resize)
+        if on_error not in _files.ON_ERROR:
+            raise ValueError(f"Received: on_error={on_error!r}. Expected one of: {', '.join(_files.ON_ERROR)}.")
+        _files.resolve_cache(cache, 0, memory_budget, cache_dir)  # checks the mode before any decoding
+        paths = [str(p) for p in paths]
+        labels = _as_labels(labels, "labels", len(paths))
+        if not paths:
+            raise ValueError("No image files given. Expected at least one path (and one label per path).")
+        found, errors = _files.check_files(paths)
+        skipped = ()
+        if errors:
+            if on_error == "raise":
+                shown = "; ".join(f"{paths[i]!r}: {reason}" for i, reason in list(errors.items())[:5])
+                more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+                raise ValueError(
+                    f"{len(errors)} of {len(paths)} image file(s) could not be decoded: {shown}{more}. Fix or "
+                    "remove them, or pass on_error='skip' (run-mnist, profile-input: --skip-bad-images) to leave "
+                    "them out and count them."
+                )
+            skipped = tuple((paths[i], reason) for i, reason in errors.items())
+            keep = found > 0
+            if not keep.any():
+                raise ValueError(f"None of the {len(paths)} image file(s) could be decoded, e.g. {skipped[0]}.")
+            paths = [p for p, k in zip(paths, keep) if k]
+            labels, found = labels[keep], found[keep]
+        if channels is None:
+            channels = 3 if bool(np.any(found >= 3)) else 1
+        num_classes, class_names = _check_classes([labels], num_classes, class_names)
+        nbytes = len(paths) * size[0] * size[1] * channels
+        mode = _files.resolve_cache(cache, nbytes, memory_budget, cache_dir)
+        images = ImageFiles(paths, size, channels, resize, mode, None if cache_dir is None else str(cache_dir))
+        if provenance is None:
+            provenance = f"{name}: {len(paths)} image files"
+        provenance += (
+            f", decoded to {size[0]}x{size[1]}x{channels} ({resize}), {mode} cache"
+            + (f", {len(skipped)} undecodable file(s) skipped" if skipped else "")
+        )
+        return cls(
+            images=images,
+            labels=labels,
+            num_classes=num_classes,
+            class_names=class_names,
+            provenance=provenance,
+            name=name,
+            skipped=skipped,
+        )
+
+
+def _check_classes(all_labels: list, num_classes, class_names) -> tuple:
+    """`(num_classes, class_names)` checked against the labels (each a 1-D int64 array)."""
+    max_label = max(int(a.max()) if a.size else -1 for a in all_labels)
+    if num_classes is None:
+        num_classes = (len(class_names) if class_names else max_label + 1)
+    if num_classes < 1:
+        raise ValueError(
+            f"A source needs at least one class. Received: num_classes={num_classes}."
+        )
+    for what, arr in zip(("labels", "test labels"), all_labels):
+        if not arr.size:
+            continue
+        bad = (arr < 0) | (arr >= num_classes)
+        if bad.any():
+            raise ValueError(
+                f"{what} out of range: found {arr[bad][0]} at index "
+                f"{int(np.flatnonzero(bad)[0])}. Expected integers in "
+                f"[0, {num_classes}) for num_classes={num_classes}. Fix the "
+                "labels or pass the right `num_classes`."
+            )
+    if class_names is None:
+        class_names = tuple(str(i) for i in range(num_classes))
+    class_names = tuple(str(c) for c in class_names)
+    if len(class_names) != num_classes:
+        raise ValueError(
+            f"`class_names` has {len(class_names)} entries, expected "
+            f"num_classes={num_classes}."
+        )
+    return int(num_classes), class_names
 
 
 LAYOUTS = ("channels_last", "channels_first")
@@ -266,7 +367,8 @@ def _npz_options(spec: str, query: str) -> dict:
     return options
 
 
-def load_source(spec, *, data_dir=None, download: bool = False, value_range=None, layout=None) -> Source:
+def load_source(spec, *, data_dir=None, download: bool = False, value_range=None, layout=None,
+                image_size=None, **folder_options) -> Source:
     """Loads a data source from a spec string.
 
     Specs:
@@ -283,6 +385,8 @@ def load_source(spec, *, data_dir=None, download: bool = False, value_range=None
         - `npz:FILE[?value_range=LOW,HIGH&layout=channels_first]`: a file
           with `x_train`, `y_train` and optionally `x_test`, `y_test` (without
           them `make_splits` carves the test split out of the training data).
+        - `folder:DIR`: one subfolder of JPEG/PNG/BMP/GIF images per class
+          (`load_folder`); needs `image_size`. Pixels stay on disk.
 
     Args:
         spec: the spec string (a `Source` is returned unchanged).
@@ -290,6 +394,9 @@ def load_source(spec, *, data_dir=None, download: bool = False, value_range=None
         download: allow a network download for `mnist` and `tfds:` specs.
         value_range, layout: for `npz:` specs, as in `Source.from_arrays`
             (they override the spec's own options).
+        image_size, folder_options: for `folder:` specs: `image_size=(H, W)`
+            and the keyword options of `load_folder` (`channels`, `resize`,
+            `extensions`, `on_error`, `cache`, `memory_budget`, `cache_dir`).
 
     Example:
 
@@ -304,11 +411,19 @@ def load_source(spec, *, data_dir=None, download: bool = False, value_range=None
             f"Unknown source spec {spec!r}. Expected one of: {', '.join(SPEC_KINDS)}."
         )
     spec = spec.strip()
+    kind, sep, rest = spec.partition(":")
+    if sep and kind == "folder":
+        return load_folder(rest, image_size=image_size, **{k: v for k, v in folder_options.items() if v is not None})
+    given = sorted(k for k, v in dict(image_size=image_size, **folder_options).items() if v is not None)
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} apply to folder:DIR sources, whose images are files of any size. "
+            f"Received them with {spec!r}, whose images come with a fixed size. Drop them."
+        )
     if spec == "mnist":
         return _load_mnist(data_dir, download)
     if spec == "mnist-embedded":
         return load_embedded_mnist()
-    kind, sep, rest = spec.partition(":")
     if sep and kind == "tfds":
         name, _, config = rest.partition(":")
         return load_tfds(name, config or None, data_dir=data_dir, download=download)
@@ -322,9 +437,44 @@ def load_source(spec, *, data_dir=None, download: bool = False, value_range=None
         if layout is not None:
             options["layout"] = layout
         return load_npz(path, **options)
-    hint = did_you_mean(spec, ["mnist", "mnist-embedded", "tfds:", "idx:", "npz:"])
+    hint = did_you_mean(spec, ["mnist", "mnist-embedded", "tfds:", "idx:", "npz:", "folder:"])
     raise ValueError(
         f"Unknown source spec {spec!r}. Expected one of: {', '.join(SPEC_KINDS)}.{hint}"
+    )
+
+
+def load_folder(directory, *, image_size=None, channels=None, resize="stretch", extensions=None,
+                on_error="raise", cache="auto", memory_budget=None, cache_dir=None) -> Source:
+    """Loads a class-per-subfolder tree of image files (`folder:DIR`).
+
+    `DIR/<class>/.../<image>`: class names are the sorted subfolder names;
+    each class takes the JPEG, PNG, BMP and GIF files anywhere below its
+    folder (`extensions` narrows that). Hidden files and folders are skipped,
+    other files ignored (counted in the provenance). The pixels stay on disk
+    (see `Source.from_files` for the options).
+
+    Example:
+
+    >>> load_folder("no/such/folder", image_size=(64, 64))
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: Image folder not found: 'no/such/folder'. Expected a folder with one subfolder of images per class.
+    """
+    root = pathlib.Path(directory).expanduser()
+    paths, labels, class_names, ignored = _files.scan_folder(root, extensions)
+    if image_size is None:
+        raise ValueError(
+            f"Folder source {str(root)!r} needs an image size: its files may have any size. Pass "
+            "image_size=(H, W) (run-mnist, profile-input, preview-augment: --image-size H W)."
+        )
+    provenance = (
+        f"folder: {str(root)!r}: {len(paths)} image files in {len(class_names)} class folder(s)"
+        + (f", {ignored} other file(s) ignored" if ignored else "")
+    )
+    return Source.from_files(
+        paths, labels, image_size=image_size, channels=channels, resize=resize, class_names=class_names,
+        on_error=on_error, cache=cache, memory_budget=memory_budget, cache_dir=cache_dir, name="folder",
+        provenance=provenance,
     )
 
 

@@ -8,16 +8,19 @@ from typing import Optional
 
 import numpy as np
 
+from augpipe.pipelines.files import ImageFiles
 from augpipe.pipelines.sources import Source
 
 
-def example_digests(images: np.ndarray) -> list:
-    """One 16-byte BLAKE2b digest per example's image bytes."""
+def example_digests(images) -> list:
+    """One 16-byte BLAKE2b digest per example: of its pixel bytes, or of its file's contents (`ImageFiles`)."""
+    if isinstance(images, ImageFiles):
+        return images.digests()
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in images]
 
 
 def fingerprint_images(images: np.ndarray) -> str:
-    """An order-independent hash over the per-example image bytes."""
+    """An order-independent hash over the per-example image bytes (file contents for `ImageFiles`)."""
     digest = hashlib.sha256()
     digest.update(str(tuple(images.shape[1:])).encode())
     for item in sorted(example_digests(images)):
@@ -31,7 +34,7 @@ class Split:
 
     Attributes:
         name: `"train"`, `"val"` or `"test"`.
-        images: uint8 `(N, H, W, C)`.
+        images: uint8 `(N, H, W, C)`, or an `ImageFiles` (folder sources).
         labels: int64 `(N,)`.
         num_classes: number of classes of the source.
         indices: positions in the source's training arrays, or None for the
@@ -59,6 +62,10 @@ class Split:
         return np.bincount(self.labels, minlength=self.num_classes).tolist()
 
 
+def _where(split: Split, position: int) -> str:
+    return f" ({split.images.paths[position]!r})" if isinstance(split.images, ImageFiles) else ""
+
+
 @dataclasses.dataclass(frozen=True)
 class Splits:
     """The train, val and test splits made by `make_splits`."""
@@ -77,7 +84,8 @@ class Splits:
         """Raises ValueError if any image is in two splits.
 
         Byte-identical duplicates count as the same image, whatever their
-        position or label.
+        position or label (for a folder source: files with the same
+        contents, whatever their names).
         """
         seen: dict = {}
         for split in self:
@@ -85,8 +93,9 @@ class Splits:
                 first = seen.setdefault(item, (split.name, position))
                 if first[0] != split.name:
                     raise ValueError(
-                        f"Splits overlap: {split.name}[{position}] has the same "
-                        f"image bytes as {first[0]}[{first[1]}]. Expected disjoint "
+                        f"Splits overlap: {split.name}[{position}]{_where(split, position)} has the same "
+                        f"image bytes as {first[0]}[{first[1]}]{_where(getattr(self, first[0]), first[1])}. "
+                        "Expected disjoint "
                         "train/val/test. Remove duplicates from the source, or "
                         "use a different test set."
                     )
