@@ -53,7 +53,10 @@ ADAPTIVE_INITIAL_STRENGTH = 0.3
 # Hold it while the first epochs' fast learning dominates the gap signal.
 ADAPTIVE_WARMUP_EPOCHS = 2
 # Options a resume may change; the others must match the saved run.
-RESUMABLE_OVERRIDES = ("epochs", "patience", "eval_every", "quiet", "tensorboard", "jit_compile")
+RESUMABLE_OVERRIDES = ("epochs", "patience", "eval_every", "quiet", "tensorboard", "jit_compile",
+                       "cache", "memory_budget_mb", "cache_dir")
+# Options of folder:DIR sources only.
+FOLDER_OPTIONS = ("image_size", "channels", "resize", "skip_bad_images", "cache", "memory_budget_mb", "cache_dir")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +66,14 @@ class ExperimentConfig:
     source: str = "mnist"
     value_range: Optional[tuple] = None  # npz: the range of float images (default 0-255)
     layout: Optional[str] = None  # npz: channels_last (default) or channels_first
+    # folder:DIR sources (see pipelines.load_folder)
+    image_size: Optional[tuple] = None
+    channels: Optional[int] = None  # None: 3 if any file has colour, else 1
+    resize: Optional[str] = None  # stretch (default), crop or pad
+    skip_bad_images: bool = False
+    cache: Optional[str] = None  # auto (default), memory, stream or file
+    memory_budget_mb: Optional[int] = None  # default 2048
+    cache_dir: Optional[str] = None
     download: bool = False
     model: str = "cnn"
     epochs: int = 30
@@ -180,6 +191,15 @@ def check_config(config: ExperimentConfig) -> None:
     except ValueError as error:
         raise ConfigError(f"<policy>: {error}") from None
     parse_strength(config.strength)
+    if not config.source.strip().startswith("folder:"):
+        given = [name for name in FOLDER_OPTIONS if getattr(config, name) not in (None, False)]
+        if given:
+            raise ConfigError(
+                f"{', '.join(f'<{name}>' for name in given)} apply only to a <source> folder:DIR (image files of "
+                f"any size). Received them with <source> {config.source!r}: drop them."
+            )
+    elif config.image_size is None:
+        raise ConfigError(f"<source> {config.source!r} needs <image_size>: every image is resized to it (e.g. 64 64).")
     for name in ("epochs", "batch_size", "eval_every"):
         try:
             check_int(name, getattr(config, name))
@@ -305,7 +325,7 @@ def resolve_resume(config: ExperimentConfig, run_dir: pathlib.Path, explicit: Op
         if key in ("run_dir", "resume", "overwrite") or not hasattr(config, key):
             continue
         given = getattr(config, key)
-        if key in explicit and key not in RESUMABLE_OVERRIDES and given != value:
+        if key in explicit and key not in RESUMABLE_OVERRIDES and _as_saved(given) != value:
             raise ConfigError(
                 f"<resume> cannot change <{key}> (saved: {value!r}, given: {given!r}). "
                 f"Only {', '.join(f'<{name}>' for name in RESUMABLE_OVERRIDES)} may change."
@@ -313,6 +333,11 @@ def resolve_resume(config: ExperimentConfig, run_dir: pathlib.Path, explicit: Op
         if key not in explicit:
             changes[key] = value
     return dataclasses.replace(config, **changes)
+
+
+def _as_saved(value):
+    """An option as config.json holds it (tuples are JSON lists)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def open_run_dir(config: ExperimentConfig, explicit: Optional[set] = None) -> tuple:
@@ -411,9 +436,21 @@ def read_log(path) -> list:
 
 def load_data(config: ExperimentConfig) -> Data:
     """Stage 3: loads the source and makes its seeded, stratified, disjoint splits."""
+    folder = {}
+    if config.source.strip().startswith("folder:"):
+        folder = dict(
+            image_size=config.image_size, channels=config.channels, resize=config.resize,
+            on_error="skip" if config.skip_bad_images else None, cache=config.cache, cache_dir=config.cache_dir,
+            memory_budget=None if config.memory_budget_mb is None else int(config.memory_budget_mb) << 20,
+        )
     try:
         source = pipelines.load_source(config.source, data_dir=config.data_dir, download=config.download,
-                                       value_range=config.value_range, layout=config.layout)
+                                       value_range=config.value_range, layout=config.layout, **folder)
+        if source.num_classes < 2:
+            raise ValueError(
+                f"The source has {source.num_classes} class ({', '.join(map(repr, source.class_names))}): a "
+                "classifier needs at least 2. For a folder source, put each class's images in its own subfolder."
+            )
         splits = pipelines.make_splits(source, seed=config.seed)
         splits.check_disjoint()
     except (ValueError, FileNotFoundError, ConnectionError, OSError) as error:

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from augpipe.scripts._cli import ImageSizeOption
+
 STRENGTH_HELP = (
     "'adaptive' (closed-loop control), 'off', 'constant:X', or a schedule: "
     "linear:START:END:EPOCHS, cosine:START:END:EPOCHS, step:V1,V2,...:EVERY."
@@ -14,11 +16,27 @@ STRENGTH_HELP = (
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--source", default="mnist",
-              help="Data: mnist, mnist-embedded, tfds:NAME[:CONFIG], idx:DIR, npz:FILE[?value_range=0,1&layout=...].")
+              help="Data: mnist, mnist-embedded, tfds:NAME[:CONFIG], idx:DIR, npz:FILE[?value_range=0,1&layout=...], "
+                   "folder:DIR (one subfolder of JPEG/PNG/BMP/GIF images per class; needs --image-size).")
 @click.option("--value-range", type=(float, float), default=None, metavar="LOW HIGH",
               help="npz: the value range of float images (default 0 255), e.g. --value-range 0 1.")
 @click.option("--layout", type=click.Choice(["channels_last", "channels_first"]), default=None,
               help="npz: the array layout; channels_first arrays (N, C, H, W) are transposed.")
+@click.option("--image-size", cls=ImageSizeOption, default=None,
+              help="folder: resize every image to H W (one number: square). The model adapts to it.")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None, callback=lambda c, p, v: v and int(v),
+              help="folder: 1 (gray) or 3 (RGB). Default: 3 if any image has colour.")
+@click.option("--resize", type=click.Choice(["stretch", "crop", "pad"]), default=None,
+              help="folder: stretch to the size (default), or keep the aspect ratio: central crop or zero pad.")
+@click.option("--skip-bad-images", is_flag=True,
+              help="folder: leave out (and count) files that fail to decode instead of stopping with an error.")
+@click.option("--cache", type=click.Choice(["auto", "memory", "stream", "file"]), default=None,
+              help="folder: keep decoded images in memory, decode every epoch (stream), or in a file cache "
+                   "(--cache-dir). Default auto: memory within --memory-budget, else file or stream.")
+@click.option("--memory-budget", "memory_budget_mb", type=click.IntRange(min=0), default=None, metavar="MB",
+              help="folder: memory the decoded images may take before they stream (default 2048 MB).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="folder: where the file cache of decoded images lives.")
 @click.option("--download/--no-download", default=False, help="Allow downloading the full data set.")
 @click.option("--model", type=click.Choice(["cnn", "mlp"]), default="cnn", help="Backbone: cnn, or the classic MLP baseline.")
 @click.option("--epochs", type=click.IntRange(min=1), default=30)
@@ -83,7 +101,7 @@ def main(ctx, **options):
 
 def flag(option: str) -> str:
     """How the command spells an option of `ExperimentConfig`: `run_dir` -> `--run-dir`."""
-    return "--" + option.replace("_", "-")
+    return {"memory_budget_mb": "--memory-budget"}.get(option, "--" + option.replace("_", "-"))
 
 
 if __name__ == "__main__":

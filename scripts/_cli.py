@@ -1,0 +1,55 @@
+"""Click pieces the command-line tools share."""
+
+from __future__ import annotations
+
+import click
+
+
+class ImageSize(click.ParamType):
+    """`H W`, or one `N` for a square `N x N` (also `HxW`): a `(height, width)` pair of integers >= 2."""
+
+    name = "image_size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+            return value
+        words = value if isinstance(value, (tuple, list)) else [value]
+        parts = [part for word in words for part in str(word).lower().replace("x", " ").split()]
+        try:
+            size = tuple(int(v) for v in parts)
+        except ValueError:
+            size = ()
+        if len(size) == 1:
+            size = size * 2
+        if len(size) != 2 or min(size) < 2:
+            self.fail(f"{' '.join(map(str, parts))!r}. Expected H W (two integers >= 2, e.g. 64 48) or one "
+                      "size N for N x N.", param, ctx)
+        return size
+
+
+class ImageSizeOption(click.Option):
+    """An option that takes one or two integers: `--image-size 64` or `--image-size 64 48`.
+
+    Click options have a fixed number of values, so the parser step of this
+    one takes the next command-line word too when it is a whole number.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("metavar", "H [W]")
+        super().__init__(*args, type=ImageSize(), **kwargs)
+
+    def add_to_parser(self, parser, ctx):
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if option is None:
+                continue
+            plain = option.process
+
+            def process(value, state, plain=plain):
+                values = [value]
+                if state.rargs and state.rargs[0].isdigit():
+                    values.append(state.rargs.pop(0))
+                plain(tuple(values), state)
+
+            option.process = process
