@@ -274,9 +274,8 @@ def _sorted_walk(root: pathlib.Path):
 def _check_extensions(extensions) -> tuple:
     if extensions is None:
         return IMAGE_EXTENSIONS
-    if isinstance(extensions, str):
-        extensions = extensions.split(",")
-    cleaned = tuple(sorted({("." + e.strip().lstrip(".")).lower() for e in extensions if e.strip()}))
+    words = extensions.split(",") if isinstance(extensions, str) else extensions
+    cleaned = tuple(sorted({("." + e.strip().lstrip(".")).lower() for e in words if e.strip()}))
     unknown = [e for e in cleaned if e not in IMAGE_EXTENSIONS]
     if not cleaned or unknown:
         raise ValueError(
