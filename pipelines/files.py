@@ -7,7 +7,8 @@ are decoded and resized inside the tf.data pipeline, in parallel, before
 batching. How a pipeline reads them is the `cache` mode, chosen when the
 source is loaded:
 
-- `"memory"`: the decoded split fits the memory budget: it is decoded once, in
+- `"memory"`: the decoded source fits the memory budget the user gives
+  (`memory_budget`; none by default): it is decoded once, in
   parallel, when the pipeline is built, and every epoch gathers batches from
   it (the in-memory path of every other source).
 - `"stream"`: decoded again every epoch, image by image, so memory does not
@@ -33,8 +34,9 @@ RESIZE_MODES = ("stretch", "crop", "pad")
 CACHE_MODES = ("auto", "memory", "stream", "file")
 ON_ERROR = ("raise", "skip")
 CHANNELS = (1, 3)
-# The decoded source may take this much memory before it streams instead.
-DEFAULT_MEMORY_BUDGET = 2 << 30
+# Memory the decoded source may take before it streams instead: none unless
+# the user gives a budget, so memory never grows with the folder's size.
+DEFAULT_MEMORY_BUDGET = 0
 _DECODE_BATCH = 256
 
 

@@ -185,7 +185,8 @@ class Source:
                 `memory_budget`, else `"file"` with a `cache_dir`, else
                 `"stream"`), or `"memory"`, `"stream"`, `"file"`.
             memory_budget: bytes the decoded source may take in memory
-                (default 2 GiB).
+                (default 0: nothing is kept, every epoch decodes again,
+                as Keras' `image_dataset_from_directory` does).
             cache_dir: the folder of the `"file"` cache.
             name, provenance: as in `from_arrays`.
         """

@@ -30,7 +30,7 @@ def write_shapes_folder(root, per_class: int = 200, *, seed: int = 0, min_size: 
     """Writes `root/<shape>/<n>.jpg|png`: `per_class` images of each shape, and returns `root`.
 
     Each image has a random size in `[min_size, max_size]` per side, a random
-    background and a shape of a contrasting (lighter or darker) random colour, at a random place
+    dark background and a light shape, both of random colours, at a random place
     and scale (a third to nine tenths of the shorter side). A
     `gray_fraction` of them are saved grayscale, a `png_fraction` as PNG,
     the rest as JPEG (quality 90). The same seed writes the same files.
@@ -51,11 +51,9 @@ def write_shapes_folder(root, per_class: int = 200, *, seed: int = 0, min_size: 
         folder.mkdir(parents=True, exist_ok=True)
         for n in range(per_class):
             width, height = (int(v) for v in rng.integers(min_size, max_size + 1, size=2))
-            background = rng.integers(0, 256, size=3)
-            # A foreground 90-160 levels lighter (dark background) or darker (light one) in every channel,
-            # so the shape stands out in colour and in gray.
-            step = rng.integers(90, 161, size=3) * (1 if background.mean() < 128 else -1)
-            foreground = np.clip(background + step, 0, 255)
+            # A dark background and a light shape in every channel, so it stands out in colour and in gray.
+            background = rng.integers(0, 91, size=3)
+            foreground = rng.integers(150, 256, size=3)
             image = Image.new("RGB", (width, height), tuple(int(v) for v in background))
             side = min(width, height) * rng.uniform(0.35, 0.9)
             left = rng.uniform(0, width - side)

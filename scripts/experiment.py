@@ -72,7 +72,7 @@ class ExperimentConfig:
     resize: Optional[str] = None  # stretch (default), crop or pad
     skip_bad_images: bool = False
     cache: Optional[str] = None  # auto (default), memory, stream or file
-    memory_budget_mb: Optional[int] = None  # default 2048
+    memory_budget_mb: Optional[int] = None  # default 0: decode every epoch
     cache_dir: Optional[str] = None
     download: bool = False
     model: str = "cnn"

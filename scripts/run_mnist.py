@@ -32,9 +32,10 @@ STRENGTH_HELP = (
               help="folder: leave out (and count) files that fail to decode instead of stopping with an error.")
 @click.option("--cache", type=click.Choice(["auto", "memory", "stream", "file"]), default=None,
               help="folder: keep decoded images in memory, decode every epoch (stream), or in a file cache "
-                   "(--cache-dir). Default auto: memory within --memory-budget, else file or stream.")
+                   "(--cache-dir). Default auto: memory within --memory-budget, else file (with --cache-dir) or stream.")
 @click.option("--memory-budget", "memory_budget_mb", type=click.IntRange(min=0), default=None, metavar="MB",
-              help="folder: memory the decoded images may take before they stream (default 2048 MB).")
+              help="folder: memory the decoded images may take; within it they are decoded once and kept "
+                   "(default 0: decoded every epoch, memory independent of the folder's size).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="folder: where the file cache of decoded images lives.")
 @click.option("--download/--no-download", default=False, help="Allow downloading the full data set.")

@@ -194,7 +194,7 @@ def test_options_are_checked_before_any_decoding(tmp_path, shapes):
 
 def test_cache_mode_follows_the_memory_budget(tmp_path, shapes):
     decoded = 48 * 16 * 16 * 3
-    assert load_source(f"folder:{shapes}", image_size=(16, 16)).images.cache == "memory"
+    assert load_source(f"folder:{shapes}", image_size=(16, 16)).images.cache == "stream"  # no budget by default
     assert load_source(f"folder:{shapes}", image_size=(16, 16), memory_budget=decoded).images.cache == "memory"
     small = load_source(f"folder:{shapes}", image_size=(16, 16), memory_budget=decoded - 1)
     assert small.images.cache == "stream"
