@@ -9,6 +9,8 @@ import sys
 
 import click
 
+from augpipe.scripts._cli import ImageSizeOption
+
 
 def _batch_sizes(ctx, param, value):
     try:
@@ -31,12 +33,17 @@ def _compare(ctx, param, value):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--source", default="mnist-embedded", help="Any spec load_source accepts.")
+@click.option("--source", default="mnist-embedded",
+              help="Any spec load_source accepts; folder:DIR is timed with its decoding, against Keras' "
+                   "image_dataset_from_directory with its layers.")
 @click.option("--synthetic", type=click.IntRange(min=1), default=None, help="Use N seeded random uint8 images of the source's shape.")
-@click.option("--image-size", type=(int, int), default=None, metavar="H W",
-              help=f"Synthetic images of this size (--synthetic of them, {2048} by default).")
+@click.option("--image-size", cls=ImageSizeOption, default=None,
+              help=f"folder: the size files are resized to. Other sources: synthetic images of this size "
+                   f"(--synthetic of them, {2048} by default).")
 @click.option("--channels", type=click.IntRange(1, 3), default=None,
-              help="Synthetic images with 1 (gray) or 3 (colour) channels.")
+              help="Synthetic images (folder: decoded images) with 1 (gray) or 3 (colour) channels.")
+@click.option("--resize", type=click.Choice(["stretch", "crop", "pad"]), default="stretch",
+              help="folder: stretch to --image-size, or keep the aspect ratio with a central crop or zero padding.")
 @click.option("--batch-sizes", default="256", callback=_batch_sizes, help="Comma-separated, e.g. 32,256,1024.")
 @click.option("--policy", default="mnist",
               help='A policy name, a JSON spec (\'{"name": "ops", "config": {"ops": ["rotate"]}}\') or a .json file.')

@@ -209,7 +209,7 @@ def KerasChainFront(strength: float, seed: int = 0):  # noqa: N802 - a layer, na
     return keras.Sequential([keras.layers.Rescaling(1.0 / 255.0), *keras_chain(strength, seed).layers])
 
 
-def geometric_layer(strength: float, seed: int = 0):
+def geometric_layer(strength: float, seed: int = 0, placement: str = "device"):
     """augpipe's `Augment` with the `mnist` policy's geometric ops only (the peer of `keras_chain`)."""
     from augpipe import augment
 
@@ -217,7 +217,77 @@ def geometric_layer(strength: float, seed: int = 0):
         augment.get_policy("ops", ops={k: augment.policies.MnistPolicy.DEFAULTS[k] for k in GEOMETRIC_OPS}),
         strength=strength,
         seed=seed,
+        placement=placement,
     )
+
+
+def is_folder(source) -> bool:
+    return isinstance(source, str) and source.strip().startswith("folder:")
+
+
+def folder_stages(source, image_size, channels, resize, policy, strength: float, compare, seed: int = 0) -> tuple:
+    """The stages of a folder source, decode included: `(stages, loaded source)`.
+
+    Ours: the training pipeline (`build_pipeline(..., training=True)`) that
+    decodes every epoch (cache "stream"), bare, with the `mnist` policy's
+    geometric ops and with `policy` on the host; and with the decoded images
+    kept in memory (cache "memory"), bare (`raw`, the ceiling) and with the
+    geometric ops. Keras' peer (with "keras" in `compare`):
+    `keras.utils.image_dataset_from_directory` at the same size, colour mode
+    and aspect handling, bare and with `keras_chain` mapped over its batches.
+    """
+    import dataclasses
+
+    import keras
+
+    from augpipe import augment, pipelines
+
+    if image_size is None:
+        raise ValueError(f"{source!r} needs an image size: every file is resized to it (--image-size H W).")
+    loaded = pipelines.load_source(source, image_size=tuple(image_size), channels=channels, resize=resize,
+                                   cache="stream")
+    streamed = pipelines.Split("train", loaded.images, loaded.labels, loaded.num_classes)
+    kept = dataclasses.replace(streamed, images=dataclasses.replace(loaded.images, cache="memory"))
+    geometric = geometric_layer(strength, seed, placement="host")
+    ours = augment.Augment(policy, strength=strength, seed=seed, placement="host")
+
+    def pipeline(split, host_augment=None):
+        def make(batch_size):
+            dataset = pipelines.build_pipeline(split, batch_size=batch_size, training=True, seed=seed, repeat=True,
+                                               host_augment=host_augment)
+            return dataset.map(lambda images, labels: images)
+
+        return make
+
+    stages = {
+        "raw": pipeline(kept),
+        "ours_cached_geometric": pipeline(kept, geometric),
+        "ours_decode": pipeline(streamed),
+        "ours_decode_geometric": pipeline(streamed, geometric),
+        "ours_decode_policy": pipeline(streamed, ours),
+    }
+    if "keras" in compare:
+        root = source.strip()[len("folder:"):]
+        chain = keras_chain(strength, seed)
+
+        def keras_folder(augmented):
+            def make(batch_size):
+                dataset = keras.utils.image_dataset_from_directory(
+                    root, image_size=tuple(image_size), batch_size=batch_size, seed=seed, shuffle=True,
+                    color_mode="grayscale" if loaded.image_shape[-1] == 1 else "rgb",
+                    crop_to_aspect_ratio=resize == "crop", pad_to_aspect_ratio=resize == "pad", verbose=False)
+                if augmented:
+                    dataset = dataset.map(lambda images, labels: chain(images / 255.0, training=True),
+                                          num_parallel_calls=tf.data.AUTOTUNE)
+                else:
+                    dataset = dataset.map(lambda images, labels: images)
+                return dataset.repeat().prefetch(tf.data.AUTOTUNE)
+
+            return make
+
+        stages["keras_decode"] = keras_folder(False)
+        stages["keras_decode_chain"] = keras_folder(True)
+    return stages, loaded
 
 
 def build_stages(images, policy: str, strength: float, compare: Sequence[str], seed: int = 0) -> dict:
@@ -481,8 +551,13 @@ def profile_input(
     jit_compile: Optional[bool] = None,
     image_size: Optional[Sequence[int]] = None,
     channels: Optional[int] = None,
+    resize: str = "stretch",
 ) -> dict:
     """Profiles the input pipeline and returns a plain dict.
+
+    A `folder:DIR` source is profiled with its decoding (see
+    `folder_stages`): `image_size` is the size files are resized to, and the
+    peer is Keras' folder pipeline with its layers.
 
     Returns:
         `{"context": ..., "settings": ..., "results": {batch_size: {"inside_tf":
@@ -506,8 +581,16 @@ def profile_input(
     check_int("repeats", repeats)
     check_int("warmup", warmup, minimum=0)
     check_int("images_per_measurement", images_per_measurement)
-    images = load_images(source, synthetic, seed, image_size, channels)
-    stages = build_stages(images, policy, strength, peers, seed)
+    folder = is_folder(source)
+    if folder:
+        if model != "none" or synthetic is not None:
+            raise ValueError("--model and --synthetic work with in-memory sources; profile a folder: source "
+                             "without them (its stages include decoding).")
+        stages, loaded = folder_stages(source, image_size, channels, resize, policy, strength, peers, seed)
+        images = loaded.images
+    else:
+        images = load_images(source, synthetic, seed, image_size, channels)
+        stages = build_stages(images, policy, strength, peers, seed)
     results = {}
     for batch_size in batch_sizes:
         num_batches = max(2, images_per_measurement // batch_size)
@@ -541,6 +624,9 @@ def profile_input(
             raw = statistics.median(per_stage["raw"])
             results[batch_size][way] = {name: _summary(values, raw) for name, values in per_stage.items()}
         inside = results[batch_size]["inside_tf"]
+        if folder:
+            results[batch_size]["ratios"] = folder_ratios(inside)
+            continue
         derived = {"ours_full_vs_bare_warp": inside["ours_host"]["median"] / inside["bare_warp"]["median"]}
         if "keras_chain" in inside:
             derived["ours_geometric_vs_keras_chain"] = inside["ours_geometric_host"]["median"] / inside["keras_chain"]["median"]
@@ -573,7 +659,8 @@ def profile_input(
         "context": context(),
         "settings": {
             "source": source,
-            "synthetic": synthetic if image_size is None and channels is None else len(images),
+            "synthetic": None if folder else synthetic if image_size is None and channels is None else len(images),
+            "resize": resize if folder else None,
             "image_shape": list(images.shape[1:]),
             "num_images": int(len(images)),
             "batch_sizes": batch_sizes,
@@ -590,6 +677,18 @@ def profile_input(
         "model": model_results,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
+
+
+def folder_ratios(inside: dict) -> dict:
+    """A folder profile's ratios: ours over Keras' folder pipeline, like for like."""
+    ratios = {}
+    if "keras_decode_chain" in inside:
+        ratios["ours_decode_geometric_vs_keras_decode_chain"] = (
+            inside["ours_decode_geometric"]["median"] / inside["keras_decode_chain"]["median"])
+        ratios["ours_decode_vs_keras_decode"] = inside["ours_decode"]["median"] / inside["keras_decode"]["median"]
+        ratios["ours_cached_geometric_vs_keras_decode_chain"] = (
+            inside["ours_cached_geometric"]["median"] / inside["keras_decode_chain"]["median"])
+    return ratios
 
 
 def _jit_name(jit_compile) -> str:
