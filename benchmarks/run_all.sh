@@ -15,3 +15,4 @@ benchmarks/colour_policies.sh
 # The XLA-compiled CNN step with and without augmentation (CPU):
 profile-input --model cnn --jit-compile --compare none --repeats 3 \
   --json benchmarks/results/profile_xla_cpu.json | tee benchmarks/results/profile_xla_cpu.txt
+benchmarks/folder_pipeline.sh

@@ -476,7 +476,8 @@ def write_config(config: ExperimentConfig, run_dir: pathlib.Path, data: Data) ->
             "<resume>: the data no longer matches the saved run (train fingerprint changed). "
             "Resume with the same <source> and <seed>."
         )
-    changed = {k: v for k, v in config.options().items() if saved["options"].get(k) != v and k != "resume"}
+    changed = {k: v for k, v in config.options().items()
+               if saved["options"].get(k) != _as_saved(v) and k != "resume"}
     saved.setdefault("resumes", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changed": changed})
     callbacks.atomic_write_text(path, json.dumps(saved, indent=2, default=_json_default))
 

@@ -60,3 +60,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shapes_folder(tmp_path_factory):
+    """A `folder:` source spec: 4 shape classes x 15 images, 40-120 px, JPEG and PNG, some gray."""
+    from augpipe.pipelines.synthetic import write_shapes_folder
+
+    return f"folder:{write_shapes_folder(tmp_path_factory.mktemp('shapes'), per_class=15, seed=2)}"
