@@ -283,9 +283,10 @@ def make_gather(split: Split, one_hot: bool = False):
 
     For a folder source (`ImageFiles`) with cache "memory" the split is
     decoded here, once, in parallel; with cache "file" batches are gathered
-    from its memory-mapped decoded copy.
+    from its memory-mapped decoded copy. A tensorflow-datasets split read by
+    random access (`records.RecordImages`) reads each batch from its records.
     """
-    if isinstance(split.images, ImageFiles):
+    if hasattr(split.images, "gather_fn"):  # ImageFiles, records.RecordImages: pixels not in memory
         take = split.images.gather_fn()
     else:
         images = tf.constant(split.images)

