@@ -357,7 +357,17 @@ def check_files(paths: Sequence[str]) -> tuple:
 
 
 def resolve_cache(cache: str, nbytes: int, memory_budget: Optional[int], cache_dir) -> str:
-    """The cache mode for a decoded size: `"auto"` picks memory within the budget, else file or stream."""
+    """The cache mode for a decoded size: `"auto"` picks memory within the budget, else file or stream.
+
+    Example:
+
+    >>> resolve_cache("auto", 64 * 64 * 3 * 5000, memory_budget=100 << 20, cache_dir=None)
+    'memory'
+    >>> resolve_cache("auto", 64 * 64 * 3 * 5000, memory_budget=None, cache_dir=None)
+    'stream'
+    >>> resolve_cache("auto", 64 * 64 * 3 * 5000, memory_budget=None, cache_dir="decoded")
+    'file'
+    """
     if cache not in CACHE_MODES:
         raise ValueError(f"Received: cache={cache!r}. Expected one of: {', '.join(CACHE_MODES)}.")
     if cache != "auto":

@@ -25,7 +25,16 @@ _READ_CHUNK = 1024
 
 
 def open_data_source(name: str, split: str, data_dir: str, skip_images: bool = False):
-    """`tfds.data_source` for one split (images left encoded with `skip_images`)."""
+    """`tfds.data_source` for one split (images left encoded with `skip_images`).
+
+    Example (what `load_source` says when the set is not prepared there):
+
+    >>> from augpipe.pipelines import load_source
+    >>> load_source("tfds:mnist?access=random", data_dir="no/such/dir")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: tensorflow-datasets dataset 'mnist' is not prepared in 'no/such/dir'. ...
+    """
     import tensorflow_datasets as tfds
 
     decoders = {"image": tfds.decode.SkipDecoding()} if skip_images else None

@@ -3,10 +3,10 @@
 import numpy as np
 import tensorflow_datasets as tfds
 
-NAME = "augpipe_tiny_digits"
+NAME = "augpipe_tiny_records"
 
 
-class AugpipeTinyDigits(tfds.core.GeneratorBasedBuilder):
+class AugpipeTinyRecords(tfds.core.GeneratorBasedBuilder):
     """60 train and 15 test 8x8 gray images of 3 classes; a class-dependent bright column."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -34,6 +34,6 @@ class AugpipeTinyDigits(tfds.core.GeneratorBasedBuilder):
 
 def build(data_dir, file_format="array_record"):
     """Prepares the set under `data_dir` in `file_format` ("array_record" or "tfrecord")."""
-    builder = AugpipeTinyDigits(data_dir=str(data_dir), file_format=file_format)
+    builder = AugpipeTinyRecords(data_dir=str(data_dir), file_format=file_format)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(verify_ssl=False))
     return builder
