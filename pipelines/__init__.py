@@ -8,12 +8,14 @@ from augpipe.pipelines.pipeline import (
     build_training_pipeline,
     epoch_order,
 )
-from augpipe.pipelines.sources import LabeledArrays, Source, load_source, read_idx
+from augpipe.pipelines.files import ImageFiles
+from augpipe.pipelines.sources import LabeledArrays, Source, load_folder, load_source, read_idx
 from augpipe.pipelines.splits import Split, Splits, fingerprint_images, make_splits
 
 __all__ = [
     "EpochCounter",
     "EpochSync",
+    "ImageFiles",
     "LabeledArrays",
     "Source",
     "Split",
@@ -23,6 +25,7 @@ __all__ = [
     "build_training_pipeline",
     "epoch_order",
     "fingerprint_images",
+    "load_folder",
     "load_source",
     "make_splits",
     "read_idx",

@@ -18,6 +18,8 @@ from typing import Sequence
 import click
 import numpy as np
 
+from augpipe.scripts._cli import ImageSizeOption
+
 
 def augment_grid(images: np.ndarray, policy, strengths: Sequence[float], seed: int = 0) -> np.ndarray:
     """`(len(strengths), N, H, W, C)` uint8: `images` augmented at each strength.
@@ -53,9 +55,10 @@ def load_preview_images(source: str, files: Sequence[str], samples: int, seed: i
         return np.stack([loaded[i % len(loaded)] for i in range(samples)])
     from augpipe import pipelines
 
-    images = pipelines.load_source(source).images
+    folder = source.strip().startswith("folder:")
+    images = pipelines.load_source(source, image_size=tuple(image_size) if folder else None).images
     picks = np.random.default_rng(seed).choice(len(images), size=min(samples, len(images)), replace=False)
-    return images[np.sort(picks)]
+    return np.asarray(images[np.sort(picks)])
 
 
 def save_grid(grid: np.ndarray, strengths: Sequence[float], path: pathlib.Path, title: str) -> None:
@@ -97,11 +100,12 @@ def _strengths(ctx, param, value):
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--policy", default="mnist",
               help='A policy name, a JSON spec (\'{"name": "ops", "config": {"ops": ["rotate"]}}\') or a .json file.')
-@click.option("--source", default="mnist-embedded", help="Any spec load_source accepts (ignored with --image).")
+@click.option("--source", default="mnist-embedded",
+              help="Any spec load_source accepts (ignored with --image); folder:DIR is resized to --image-size.")
 @click.option("--image", "files", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="An image file to preview (JPEG, PNG, ...); repeat for several.")
-@click.option("--image-size", type=(click.IntRange(min=2), click.IntRange(min=2)), default=(128, 128),
-              metavar="H W", help="Size --image files are resized to.")
+@click.option("--image-size", cls=ImageSizeOption, default=(128, 128),
+              help="Size --image files and folder: sources are resized to (one number: square).")
 @click.option("--strengths", default="0,0.25,0.5,1", callback=_strengths, help="One row per strength.")
 @click.option("--samples", type=click.IntRange(min=1, max=64), default=8, help="Images per row.")
 @click.option("--seed", type=int, default=0)

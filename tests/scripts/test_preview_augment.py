@@ -46,3 +46,15 @@ def test_bad_input_is_one_line(tmp_path):
     result = runner.invoke(main, ["--image", str(not_an_image), "--out", str(tmp_path / "x.png")])
     assert result.exit_code == 1 and "Cannot read" in result.output and "notes.txt" in result.output
     assert not (tmp_path / "x.png").exists()
+
+
+def test_previews_a_folder_source_at_the_image_size(shapes_folder, tmp_path):
+    from augpipe.scripts.preview_augment import load_preview_images
+
+    images = load_preview_images(shapes_folder, [], samples=4, seed=0, image_size=(24, 16))
+    assert images.shape == (4, 24, 16, 3) and images.dtype == np.uint8
+    out = tmp_path / "folder.png"
+    result = CliRunner().invoke(main, ["--source", shapes_folder, "--image-size", "24", "--samples", "2",
+                                       "--strengths", "0,1", "--policy", "trivialaugment", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 1000
