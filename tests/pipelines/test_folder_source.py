@@ -306,3 +306,24 @@ def test_tf_error_text_drops_the_node_names():
         message = "{{function_node __wrapped__DecodeImage}} Unknown image file format. [Op:DecodeImage]"
 
     assert files_module._tf_error_text(Error()) == "Unknown image file format."
+
+
+def test_host_augmentation_on_a_streamed_folder_resumes_exactly(shapes):
+    from augpipe import augment
+
+    source = load_source(f"folder:{shapes}", image_size=(16, 16), cache="stream")
+    split = make_splits(source, seed=0).train
+
+    def epoch_batches(initial_epoch, epochs):
+        layer = augment.Augment("mnist", strength=0.8, seed=7, placement="host")
+        train, _ = build_training_pipeline(split, batch_size=16, seed=1, host_augment=layer,
+                                           initial_epoch=initial_epoch, host_parallel_calls=2)
+        return [batches(train) for _ in range(epochs)]
+
+    straight = epoch_batches(0, 2)
+    resumed = epoch_batches(1, 1)
+    for (x, y), (rx, ry) in zip(straight[1], resumed[0]):
+        np.testing.assert_array_equal(x, rx)
+        np.testing.assert_array_equal(y, ry)
+    plain = batches(build_training_pipeline(split, batch_size=16, seed=1)[0])
+    assert not np.array_equal(straight[0][0][0], plain[0][0])  # it did augment
