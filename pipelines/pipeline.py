@@ -291,31 +291,26 @@ def make_gather(split: Split, one_hot: bool = False):
     else:
         images = tf.constant(split.images)
         take = lambda index: tf.gather(images, index)  # noqa: E731
-    labels = tf.constant(split.labels)
-    num_classes = split.num_classes
-
-    def gather(index):
-        batch_labels = tf.gather(labels, index)
-        if one_hot:
-            batch_labels = tf.one_hot(batch_labels, num_classes, dtype=tf.float32)
-        return take(index), batch_labels
-
-    return gather
+    return _with_labels(split, take, one_hot)
 
 
 def make_loader(split: Split, one_hot: bool = False):
     """A map function: one index -> (uint8 image, label), reading and decoding its file (streamed sources)."""
-    load_image = split.images.loader()
+    return _with_labels(split, split.images.loader(), one_hot)
+
+
+def _with_labels(split: Split, take, one_hot: bool):
+    """`index -> (take(index), labels at index)`: int64 labels, or float32 one-hot ones."""
     labels = tf.constant(split.labels)
     num_classes = split.num_classes
 
-    def load(index):
-        label = tf.gather(labels, index)
+    def read(index):
+        found = tf.gather(labels, index)
         if one_hot:
-            label = tf.one_hot(label, num_classes, dtype=tf.float32)
-        return load_image(index), label
+            found = tf.one_hot(found, num_classes, dtype=tf.float32)
+        return take(index), found
 
-    return load
+    return read
 
 
 class EpochSync(keras.callbacks.Callback):
