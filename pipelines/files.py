@@ -102,8 +102,46 @@ def _check_options(image_size, channels, resize) -> tuple:
     return size
 
 
+def path_tensor(paths):
+    """File paths as a string tensor of their file-system bytes, so any name works."""
+    import tensorflow as tf
+
+    return tf.constant(np.asarray([os.fsencode(p) for p in paths], dtype=object), dtype=tf.string)
+
+
+class ImagesOnDisk:
+    """What a source's `images` may be besides a uint8 array: an array-like whose pixels are read when needed.
+
+    It has `len`, `shape`, `dtype` (uint8), numpy-style indexing (an int
+    reads one image; an index array, slice or mask gives another such
+    object) and `np.asarray` (reads them all). Subclasses give `__len__`,
+    `item_shape` `(H, W, C)`, `decode(indices)`, `_subset(index)`,
+    `digests()` and the pipeline's `gather_fn()`.
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self), *self.item_shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self.decode(np.asarray([index]))[0]
+        return self._subset(index)
+
+    def __array__(self, dtype=None, copy=None):
+        images = self.decode(np.arange(len(self)))
+        return images if dtype is None else images.astype(dtype)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class ImageFiles:
+class ImageFiles(ImagesOnDisk):
     """Image files read as a uint8 array `(N, H, W, C)` without holding the pixels.
 
     It is what a folder source's `images` are: `len`, `shape`, numpy-style
@@ -128,9 +166,6 @@ class ImageFiles:
     cache: str = "memory"
     cache_dir: Optional[str] = None
 
-    dtype = np.dtype(np.uint8)
-    ndim = 4
-
     def __post_init__(self):
         object.__setattr__(self, "paths", np.asarray([str(p) for p in self.paths], dtype=object))
         object.__setattr__(self, "image_size", _check_options(self.image_size, self.channels, self.resize))
@@ -140,24 +175,14 @@ class ImageFiles:
             raise ValueError("cache='file' needs a cache_dir: the folder for the decoded copy.")
 
     @property
-    def shape(self) -> tuple:
-        return (len(self.paths), *self.image_size, self.channels)
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+    def item_shape(self) -> tuple:
+        return (*self.image_size, self.channels)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index):
-        if isinstance(index, (int, np.integer)):
-            return self.decode(np.asarray([index]))[0]
+    def _subset(self, index) -> "ImageFiles":
         return dataclasses.replace(self, paths=self.paths[index])
-
-    def __array__(self, dtype=None, copy=None):
-        images = self.decode()
-        return images if dtype is None else images.astype(dtype)
 
     def __repr__(self) -> str:
         return (f"ImageFiles({len(self)} files -> {self.image_size[0]}x{self.image_size[1]}x{self.channels}, "
@@ -177,17 +202,11 @@ class ImageFiles:
             object.__setattr__(self, "_digests", cached)
         return cached
 
-    def encoded_paths(self):
-        """The paths as a string tensor (file-system bytes, so any name works)."""
-        import tensorflow as tf
-
-        return tf.constant(np.asarray([os.fsencode(p) for p in self.paths], dtype=object), dtype=tf.string)
-
     def loader(self):
         """In-graph: an index -> the decoded, resized uint8 image of that file."""
         import tensorflow as tf
 
-        paths = self.encoded_paths()
+        paths = path_tensor(self.paths)
         size, channels, resize = self.image_size, self.channels, self.resize
 
         def load(index):
@@ -336,7 +355,7 @@ def check_files(paths: Sequence[str]) -> tuple:
     import tensorflow as tf
 
     paths = list(paths)
-    encoded = tf.constant(np.asarray([os.fsencode(p) for p in paths], dtype=object), dtype=tf.string)
+    encoded = path_tensor(paths)
 
     def probe(index):
         image = tf.io.decode_image(tf.io.read_file(tf.gather(encoded, index)), channels=0, expand_animations=False)

@@ -18,6 +18,8 @@ from typing import Optional
 
 import numpy as np
 
+from augpipe.pipelines.files import ImagesOnDisk
+
 ACCESS_MODES = ("auto", "memory", "random")
 # access=auto reads a prepared ArrayRecord data set by random access above this size on disk.
 IN_MEMORY_LIMIT_BYTES = 1 << 30
@@ -52,7 +54,7 @@ def read_labels(name: str, split: str, data_dir: str) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class RecordImages:
+class RecordImages(ImagesOnDisk):
     """The images of a tensorflow-datasets split, read from its ArrayRecord files when needed.
 
     Attributes:
@@ -69,9 +71,6 @@ class RecordImages:
     image_shape: tuple
     positions: Optional[np.ndarray] = None
 
-    dtype = np.dtype(np.uint8)
-    ndim = 4
-
     def __post_init__(self):
         if self.positions is None:
             object.__setattr__(self, "positions", np.arange(len(self._records()), dtype=np.int64))
@@ -86,32 +85,22 @@ class RecordImages:
         return records
 
     @property
-    def shape(self) -> tuple:
-        return (len(self.positions), *self.image_shape)
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+    def item_shape(self) -> tuple:
+        return self.image_shape
 
     def __len__(self) -> int:
         return len(self.positions)
 
-    def __getitem__(self, index):
-        if isinstance(index, (int, np.integer)):
-            return self.read(np.asarray([index]))[0]
+    def _subset(self, index) -> "RecordImages":
         subset = dataclasses.replace(self, positions=self.positions[index])
         if "_source" in self.__dict__:
             object.__setattr__(subset, "_source", self.__dict__["_source"])
         return subset
 
-    def __array__(self, dtype=None, copy=None):
-        images = self.read(np.arange(len(self)))
-        return images if dtype is None else images.astype(dtype)
-
     def __repr__(self) -> str:
         return f"RecordImages({self.name!r}, split={self.split!r}, {len(self)} records of {self.image_shape})"
 
-    def read(self, indices) -> np.ndarray:
+    def decode(self, indices) -> np.ndarray:
         """The uint8 images at `indices` (positions in this object), read from the records."""
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         out = np.empty((len(indices), *self.image_shape), np.uint8)
@@ -128,7 +117,7 @@ class RecordImages:
         if cached is None:
             cached = []
             for start in range(0, len(self), _READ_CHUNK):
-                chunk = self.read(np.arange(start, min(start + _READ_CHUNK, len(self))))
+                chunk = self.decode(np.arange(start, min(start + _READ_CHUNK, len(self))))
                 cached += [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in chunk]
             object.__setattr__(self, "_digests", cached)
         return cached
@@ -140,7 +129,7 @@ class RecordImages:
         shape = self.image_shape
 
         def gather(index):
-            batch = tf.numpy_function(self.read, [index], tf.uint8, stateful=False)
+            batch = tf.numpy_function(self.decode, [index], tf.uint8, stateful=False)
             batch.set_shape((None, *shape))
             return batch
 

@@ -368,6 +368,15 @@ def _npz_options(spec: str, query: str) -> dict:
     return options
 
 
+def is_folder_spec(spec) -> bool:
+    """Whether a source spec is `folder:DIR` (whose options differ: image size, cache, ...).
+
+    >>> is_folder_spec(" folder:photos"), is_folder_spec("mnist")
+    (True, False)
+    """
+    return isinstance(spec, str) and spec.strip().startswith("folder:")
+
+
 def _tfds_options(spec: str, query: str) -> dict:
     """`access=random` from a tfds spec's query part."""
     from urllib.parse import parse_qsl

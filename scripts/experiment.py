@@ -191,7 +191,7 @@ def check_config(config: ExperimentConfig) -> None:
     except ValueError as error:
         raise ConfigError(f"<policy>: {error}") from None
     parse_strength(config.strength)
-    if not config.source.strip().startswith("folder:"):
+    if not pipelines.sources.is_folder_spec(config.source):
         given = [name for name in FOLDER_OPTIONS if getattr(config, name) not in (None, False)]
         if given:
             raise ConfigError(
@@ -437,7 +437,7 @@ def read_log(path) -> list:
 def load_data(config: ExperimentConfig) -> Data:
     """Stage 3: loads the source and makes its seeded, stratified, disjoint splits."""
     folder = {}
-    if config.source.strip().startswith("folder:"):
+    if pipelines.sources.is_folder_spec(config.source):
         folder = dict(
             image_size=config.image_size, channels=config.channels, resize=config.resize,
             on_error="skip" if config.skip_bad_images else None, cache=config.cache, cache_dir=config.cache_dir,

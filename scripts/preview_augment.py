@@ -55,7 +55,7 @@ def load_preview_images(source: str, files: Sequence[str], samples: int, seed: i
         return np.stack([loaded[i % len(loaded)] for i in range(samples)])
     from augpipe import pipelines
 
-    folder = source.strip().startswith("folder:")
+    folder = pipelines.sources.is_folder_spec(source)
     images = pipelines.load_source(source, image_size=tuple(image_size) if folder else None).images
     picks = np.random.default_rng(seed).choice(len(images), size=min(samples, len(images)), replace=False)
     return np.asarray(images[np.sort(picks)])

@@ -221,10 +221,6 @@ def geometric_layer(strength: float, seed: int = 0, placement: str = "device"):
     )
 
 
-def is_folder(source) -> bool:
-    return isinstance(source, str) and source.strip().startswith("folder:")
-
-
 def folder_stages(source, image_size, channels, resize, policy, strength: float, compare, seed: int = 0) -> tuple:
     """The stages of a folder source, decode included: `(stages, loaded source)`.
 
@@ -581,7 +577,9 @@ def profile_input(
     check_int("repeats", repeats)
     check_int("warmup", warmup, minimum=0)
     check_int("images_per_measurement", images_per_measurement)
-    folder = is_folder(source)
+    from augpipe.pipelines.sources import is_folder_spec
+
+    folder = is_folder_spec(source)
     if folder:
         if model != "none" or synthetic is not None:
             raise ValueError("--model and --synthetic work with in-memory sources; profile a folder: source "
