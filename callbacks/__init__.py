@@ -12,11 +12,12 @@ from augpipe.callbacks.commit import (
 from augpipe.callbacks.curves import TrainingCurves
 from augpipe.callbacks.evaluation import ScheduledEvaluation, check_no_test_monitor
 from augpipe.callbacks.lr import LearningRateControl, MultiplierSchedule, install_multiplier
+from augpipe.callbacks.order import Stage, in_working_order, working_order_moves
 from augpipe.callbacks.monitors import AugmentationImages, ThroughputMonitor
 from augpipe.callbacks.safety import EpochLine, GracefulInterrupt, NonFiniteLossError, StopOnNonFiniteLoss
 from augpipe.callbacks.schedules import Schedule, constant, cosine, linear, parse_schedule, step
 from augpipe.callbacks.stopping import EarlyStopping
-from augpipe.callbacks.strength import AdaptiveStrength, StrengthSchedule
+from augpipe.callbacks.strength import AdaptiveStrength, StrengthSchedule, StrengthSpec, parse_strength
 
 __all__ = [
     "AdaptiveStrength",
@@ -33,9 +34,11 @@ __all__ = [
     "RandomStateBackup",
     "Schedule",
     "ScheduledEvaluation",
+    "Stage",
     "StatefulCallback",
     "StopOnNonFiniteLoss",
     "StrengthSchedule",
+    "StrengthSpec",
     "ThroughputMonitor",
     "TrainingCurves",
     "atomic_write_text",
@@ -43,10 +46,13 @@ __all__ = [
     "committed_epoch",
     "constant",
     "cosine",
+    "in_working_order",
     "install_multiplier",
     "linear",
     "parse_schedule",
+    "parse_strength",
     "resumable",
     "roll_back_to_commit",
     "step",
+    "working_order_moves",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -12,6 +11,8 @@ import warnings
 from typing import Optional
 
 import keras
+
+from augpipe.callbacks.order import Stage, Staged
 
 
 def file_mode() -> int:
@@ -61,7 +62,7 @@ def _from_json(value):
     return value
 
 
-class StatefulCallback(keras.callbacks.Callback):
+class StatefulCallback(Staged, keras.callbacks.Callback):
     """A callback whose decisions survive an interrupted run.
 
     With `state_dir` set (use the `BackupAndRestore` backup directory), the
@@ -96,13 +97,9 @@ class StatefulCallback(keras.callbacks.Callback):
             return None
         return self.state_dir / f"{self.state_name}.json"
 
-    # Callbacks that write keys into the epoch logs must run before the loggers that record them.
-    writes_log_keys = False
-
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         self._state_checked = False
-        if self.writes_log_keys:
-            check_loggers_come_after(self)
 
     def restore_for_epoch(self, epoch: int) -> bool:
         """Called at the first epoch of each `fit`; returns True if state was restored."""
@@ -189,46 +186,6 @@ def without_test_keys(logs, prefix: str = TEST_PREFIX) -> dict:
     return LogsWithoutTestKeys({key: value for key, value in (logs or {}).items() if not str(key).startswith(prefix)})
 
 
-def find_sibling_callbacks(callback) -> Optional[list]:
-    """The callbacks of the running `fit`, found from the calling `CallbackList` (None outside one)."""
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            owner = frame.f_locals.get("self")
-            if isinstance(owner, keras.callbacks.CallbackList) and callback in owner.callbacks:
-                return list(owner.callbacks)
-            frame = frame.f_back
-    finally:
-        del frame
-    return None
-
-
-def check_order(callback, siblings, *, after=(), before=(), why: str = "") -> None:
-    """Raises at `on_train_begin` when `callback` is not after every `after` and before every `before` type.
-
-    `siblings` is the running fit's callback list (see `find_sibling_callbacks`).
-    """
-    if siblings is None or callback not in siblings:
-        return
-    position = siblings.index(callback)
-    for index, other in enumerate(siblings):
-        late = index > position and isinstance(other, tuple(after)) if after else False
-        early = index < position and isinstance(other, tuple(before)) if before else False
-        if late or early:
-            relation = "after" if late else "before"
-            raise ValueError(
-                f"{type(callback).__name__} must come {relation} {type(other).__name__} in the callback list"
-                f"{': ' + why if why else ''}. Move it {relation} {type(other).__name__}."
-            )
-
-
-def check_loggers_come_after(callback) -> None:
-    """Raises when CSVLogger or TensorBoard runs before `callback`, whose log keys they would miss."""
-    check_order(callback, find_sibling_callbacks(callback),
-                before=(keras.callbacks.CSVLogger, keras.callbacks.TensorBoard),
-                why="the loggers record the keys it writes into the epoch logs")
-
-
 def strength_variable(target):
     """The strength variable of an `Augment` layer, or the variable itself."""
     variable = getattr(target, "strength", target)
@@ -267,6 +224,8 @@ class RandomStateBackup(StatefulCallback):
 
     >>> backup = RandomStateBackup("runs/demo/backup")
     """
+
+    stage = Stage.BACKUP
 
     def __init__(self, state_dir):
         super().__init__(state_dir=state_dir, state_name="random_state")

@@ -25,13 +25,9 @@ from typing import Optional
 
 import keras
 
-from augpipe.callbacks.base import (
-    StatefulCallback,
-    atomic_write_text,
-    check_not_test_key,
-    check_order,
-    find_sibling_callbacks,
-)
+from augpipe.callbacks.base import RandomStateBackup, StatefulCallback, atomic_write_text, check_not_test_key
+from augpipe.callbacks.order import Stage, Staged, in_working_order
+from augpipe.callbacks.stopping import EarlyStopping
 
 COMMIT = "commit.json"
 _WEIGHTS = re.compile(r"^weights-(\d+)\.weights\.h5$")
@@ -106,7 +102,7 @@ def roll_back_to_commit(run_dir, log_name: str = "log.csv", best_name: str = "be
     return epoch
 
 
-class EpochBackup(keras.callbacks.Callback):
+class EpochBackup(Staged, keras.callbacks.Callback):
     """Weights and optimizer state of every epoch end, restored from the last committed epoch.
 
     Replaces Keras' `BackupAndRestore`, which writes one file in place (a
@@ -122,11 +118,14 @@ class EpochBackup(keras.callbacks.Callback):
     >>> backup = EpochBackup("runs/demo/backup")
     """
 
+    stage = Stage.BACKUP
+
     def __init__(self, backup_dir):
         super().__init__()
         self.backup_dir = pathlib.Path(backup_dir)
 
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         epoch = committed_epoch(self.backup_dir)
         if epoch == 0:
             return
@@ -210,7 +209,7 @@ class BestModelCheckpoint(StatefulCallback):
         self.save_state(epoch + 1)
 
 
-class EpochCommit(keras.callbacks.Callback):
+class EpochCommit(Staged, keras.callbacks.Callback):
     """The commit marker: the last callback of the list; epoch `k` exists once it has run.
 
     Writes `backup/commit.json` after every other callback has written its
@@ -226,16 +225,13 @@ class EpochCommit(keras.callbacks.Callback):
     >>> commit = EpochCommit("runs/demo/backup")
     """
 
+    stage = Stage.COMMIT
+
     def __init__(self, backup_dir, checkpoint: Optional[BestModelCheckpoint] = None):
         super().__init__()
         self.backup_dir = pathlib.Path(backup_dir)
         self.checkpoint = checkpoint
 
-    def on_train_begin(self, logs=None):
-        check_order(self, find_sibling_callbacks(self),
-                    after=(StatefulCallback, EpochBackup, keras.callbacks.CSVLogger, keras.callbacks.TensorBoard,
-                           keras.callbacks.EarlyStopping),
-                    why="the commit marker must be written after every file of the epoch")
 
     def on_epoch_end(self, epoch, logs=None):
         candidate = None
@@ -263,10 +259,11 @@ def resumable(
 ) -> list:
     """The callbacks of a run that survives any kill, in a working order, around your own.
 
-    Returns `[epoch_sync, your LearningRateControl, EpochBackup,
-    RandomStateBackup, EarlyStopping (with patience), your other callbacks,
-    BestModelCheckpoint, CSVLogger (append), EpochCommit]`, with every
-    stateful callback of yours writing its state into `run_dir/backup`.
+    Returns your callbacks and the run's own (`EpochBackup`,
+    `RandomStateBackup`, `EarlyStopping` with `patience`,
+    `BestModelCheckpoint`, `CSVLogger` appending to `log.csv`, `EpochCommit`)
+    sorted by `in_working_order`, with every stateful callback of yours
+    writing its state into `run_dir/backup`.
     Pass the result to `fit(callbacks=...)`. Calling it on a directory that
     holds a committed epoch resumes: it first rolls the directory back to
     that epoch (`roll_back_to_commit`), and `fit` then starts there with the
@@ -289,10 +286,6 @@ def resumable(
     >>> [type(c).__name__ for c in run]
     ['EpochBackup', 'RandomStateBackup', 'BestModelCheckpoint', 'CSVLogger', 'EpochCommit']
     """
-    from augpipe.callbacks.base import RandomStateBackup
-    from augpipe.callbacks.lr import LearningRateControl
-    from augpipe.callbacks.stopping import EarlyStopping
-
     run_dir = pathlib.Path(run_dir)
     backup = run_dir / "backup"
     backup.mkdir(parents=True, exist_ok=True)
@@ -300,12 +293,11 @@ def resumable(
     for callback in callbacks:
         if isinstance(callback, StatefulCallback) and callback.state_dir is None:
             callback.state_dir = backup
-    lr = [c for c in callbacks if isinstance(c, LearningRateControl)]
-    others = [c for c in callbacks if not isinstance(c, LearningRateControl)]
-    found = ([epoch_sync] if epoch_sync is not None else []) + lr + [EpochBackup(backup), RandomStateBackup(backup)]
+    found = ([epoch_sync] if epoch_sync is not None else []) + list(callbacks)
+    found += [EpochBackup(backup), RandomStateBackup(backup)]
     if patience is not None:
         found.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience, state_dir=backup))
     checkpoint = BestModelCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, state_dir=backup)
-    found += others + [checkpoint, keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True)]
-    found.append(EpochCommit(backup, checkpoint))
-    return found
+    found += [checkpoint, keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+              EpochCommit(backup, checkpoint)]
+    return in_working_order(found)

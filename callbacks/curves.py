@@ -7,7 +7,8 @@ import os
 import pathlib
 import tempfile
 
-from augpipe.callbacks.base import StatefulCallback, check_order, file_mode, find_sibling_callbacks
+from augpipe.callbacks.base import StatefulCallback, file_mode
+from augpipe.callbacks.order import Stage
 
 PANELS = (
     ("loss", ("loss", "val_loss", "test_loss")),
@@ -34,21 +35,14 @@ class TrainingCurves(StatefulCallback):
     >>> curves = TrainingCurves("curves.png")
     """
 
+    stage = Stage.LOGGER  # it plots the keys the controllers and the evaluation write
+
     def __init__(self, path, state_dir=None):
         super().__init__(state_dir=state_dir, state_name="training_curves")
         self.path = pathlib.Path(path)
         self.reset()
 
 
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        from augpipe.callbacks.evaluation import ScheduledEvaluation
-        from augpipe.callbacks.lr import LearningRateControl
-        from augpipe.callbacks.strength import AdaptiveStrength, StrengthSchedule
-
-        check_order(self, find_sibling_callbacks(self),
-                    after=(ScheduledEvaluation, LearningRateControl, AdaptiveStrength, StrengthSchedule),
-                    why="it plots the keys those callbacks write")
     def reset(self):
         self.rows = []
 

@@ -8,7 +8,8 @@ from typing import Iterable, Optional
 
 import keras
 
-from augpipe.callbacks.base import StatefulCallback, check_order, find_sibling_callbacks
+from augpipe.callbacks.base import StatefulCallback
+from augpipe.callbacks.order import Stage
 from augpipe.validation import check_int
 
 _NAN = float("nan")
@@ -91,6 +92,8 @@ class ScheduledEvaluation(StatefulCallback):
     >>> evaluation = ScheduledEvaluation(test, every=3)
     """
 
+    stage = Stage.EVALUATION
+
     def __init__(self, dataset, every: int = 5, at_end: bool = True, prefix: str = "test_", state_dir=None, verbose: int = 0):
         super().__init__(state_dir=state_dir, state_name="scheduled_evaluation")
         check_int("every", every)
@@ -116,26 +119,17 @@ class ScheduledEvaluation(StatefulCallback):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        siblings = find_sibling_callbacks(self)
+        siblings = self.fit_callbacks
         if siblings is None:
             warnings.warn(
-                "ScheduledEvaluation could not find the other callbacks of this fit (it was not called "
-                "from a keras CallbackList), so it cannot check that none of them monitors a "
-                f"'{self.prefix}*' key. Pass it in fit(callbacks=[...]).",
+                "ScheduledEvaluation cannot see the other callbacks of this fit, so it cannot check that none "
+                f"of them monitors a '{self.prefix}*' key. Pass the list through "
+                "augpipe.callbacks.in_working_order([...]) (resumable() does), which also sorts it.",
                 RuntimeWarning,
                 stacklevel=2,
             )
         else:
             check_no_test_monitor(siblings, self.prefix)
-            from augpipe.callbacks.curves import TrainingCurves
-
-            check_order(
-                self, siblings,
-                after=(keras.callbacks.EarlyStopping,),
-                before=(keras.callbacks.CSVLogger, keras.callbacks.TensorBoard, TrainingCurves),
-                why="it evaluates the last epoch when early stopping ends the run, and the loggers must "
-                    f"see its '{self.prefix}*' keys",
-            )
 
     def should_evaluate(self, epoch: int) -> bool:
         last = epoch + 1 >= (self.params or {}).get("epochs", math.inf) or bool(

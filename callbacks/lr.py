@@ -11,10 +11,9 @@ import numpy as np
 from augpipe.callbacks.base import (
     StatefulCallback,
     check_not_test_key,
-    check_order,
-    find_sibling_callbacks,
     without_test_keys,
 )
+from augpipe.callbacks.order import Stage
 from augpipe.validation import check_int
 
 
@@ -201,7 +200,7 @@ class LearningRateControl(StatefulCallback):
     >>> control = LearningRateControl(warmup_epochs=2, decay="cosine", patience=3)
     """
 
-    writes_log_keys = True
+    stage = Stage.LEARNING_RATE
 
     def __init__(
         self,
@@ -345,19 +344,14 @@ class LearningRateControl(StatefulCallback):
         if optimizer is None:
             raise ValueError("LearningRateControl needs a compiled model with an optimizer.")
         already = isinstance(optimizer._learning_rate, MultiplierSchedule)
-        if not already:
-            from augpipe.callbacks.commit import EpochBackup
-
-            # A backup restored before the schedule is installed would not match the optimizer it restores.
-            check_order(self, find_sibling_callbacks(self), before=(keras.callbacks.BackupAndRestore, EpochBackup),
-                        why="it installs its schedule on the optimizer, which the backup saves and restores "
-                            "(or compile with a MultiplierSchedule, then any order works)")
+        # A backup restored before the schedule is installed would not match the optimizer it
+        # restores: its stage puts it before the backups (checked at on_train_begin).
         self.schedule = install_multiplier(optimizer)
         if not already and getattr(self.model, "train_function", None) is not None:
             # The train step may have been traced with the old learning rate.
             self.model.make_train_function(force=True)
         self._rate_epoch = None
-        self._adapt_keras_lr_callbacks(find_sibling_callbacks(self) or [])
+        self._adapt_keras_lr_callbacks(self.fit_callbacks or [])
 
     def _adapt_keras_lr_callbacks(self, siblings) -> None:
         """Lets Keras' LearningRateScheduler and ReduceLROnPlateau read and set the base rate."""

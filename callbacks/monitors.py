@@ -8,11 +8,11 @@ from typing import Optional
 import keras
 import numpy as np
 
-from augpipe.callbacks.base import check_loggers_come_after
+from augpipe.callbacks.order import Stage, Staged
 from augpipe.validation import check_int
 
 
-class ThroughputMonitor(keras.callbacks.Callback):
+class ThroughputMonitor(Staged, keras.callbacks.Callback):
     """Measures training throughput per epoch and how much of it waits on input.
 
     This is the one callback in the package that overrides batch hooks: it
@@ -44,10 +44,12 @@ class ThroughputMonitor(keras.callbacks.Callback):
         self.history = []
         self._skip_next_step = False
 
+    stage = Stage.MONITOR
+
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         # The first step of a fit traces and compiles the train function: not a step, not input wait.
         self._skip_next_step = True
-        check_loggers_come_after(self)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._step_times = []
@@ -89,7 +91,7 @@ class ThroughputMonitor(keras.callbacks.Callback):
             logs.update(summary)
 
 
-class AugmentationImages(keras.callbacks.Callback):
+class AugmentationImages(Staged, keras.callbacks.Callback):
     """Writes a fixed batch, augmented at the current strength, to TensorBoard every `every` epochs.
 
     The same images and the same random draws every time (the layer's
@@ -113,6 +115,8 @@ class AugmentationImages(keras.callbacks.Callback):
     >>> callback.every
     5
     """
+
+    stage = Stage.LOGGER  # writes its own TensorBoard events, next to the loggers
 
     def __init__(self, layer, images, log_dir, every: int = 5, max_images: int = 8):
         super().__init__()

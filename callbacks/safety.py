@@ -8,12 +8,14 @@ import sys
 
 import keras
 
+from augpipe.callbacks.order import Stage, Staged
+
 
 class NonFiniteLossError(RuntimeError):
     """Raised by `StopOnNonFiniteLoss` from inside `fit`."""
 
 
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
+class StopOnNonFiniteLoss(Staged, keras.callbacks.Callback):
     """Aborts `fit` at the first NaN or infinite loss, before an epoch-end backup can save bad weights.
 
     Keras' `TerminateOnNaN` stops at the end of the batch but lets the epoch
@@ -32,13 +34,15 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     augpipe.callbacks.safety.NonFiniteLossError: loss nan at batch 2
     """
 
+    stage = Stage.SAFETY
+
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise NonFiniteLossError(f"loss {float(loss)} at batch {batch + 1}")
 
 
-class GracefulInterrupt(keras.callbacks.Callback):
+class GracefulInterrupt(Staged, keras.callbacks.Callback):
     """First Ctrl-C: finish the epoch (a safe point with a backup), then stop. A second one stops at once.
 
     `requested` tells, after `fit` returns, whether the run stopped because of
@@ -55,6 +59,8 @@ class GracefulInterrupt(keras.callbacks.Callback):
     False
     """
 
+    stage = Stage.SAFETY
+
     def __init__(self, verbose: int = 1):
         super().__init__()
         self.verbose = verbose
@@ -62,6 +68,7 @@ class GracefulInterrupt(keras.callbacks.Callback):
         self._previous = None
 
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         self.requested = False
         try:
             self._previous = signal.signal(signal.SIGINT, self._handler)
@@ -85,7 +92,7 @@ class GracefulInterrupt(keras.callbacks.Callback):
             self._previous = None
 
 
-class EpochLine(keras.callbacks.Callback):
+class EpochLine(Staged, keras.callbacks.Callback):
     """One progress line per epoch: loss/accuracy for train, val and test, strength, rate, throughput.
 
     Args:
@@ -100,6 +107,8 @@ class EpochLine(keras.callbacks.Callback):
     >>> out.getvalue()
     'epoch   1/10 | loss/acc 0.5000/0.9000 | strength 0.30\\n'
     """
+
+    stage = Stage.LOGGER
 
     def __init__(self, epochs_total: int, stream=None):
         super().__init__()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from augpipe.callbacks.base import StatefulCallback, check_not_test_key
+from augpipe.callbacks.order import Stage, Staged
 
 
 class _EarlyStoppingState(StatefulCallback):
@@ -25,7 +26,7 @@ class _EarlyStoppingState(StatefulCallback):
         self.owner.best_epoch = int(state["best_epoch"])
 
 
-class EarlyStopping(keras.callbacks.EarlyStopping):
+class EarlyStopping(Staged, keras.callbacks.EarlyStopping):
     """Keras' `EarlyStopping`, whose wait count and best value survive a resume.
 
     Keras' own callback restarts from zero when `fit` resumes from
@@ -47,6 +48,8 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
 
     >>> stop = EarlyStopping(monitor="val_accuracy", mode="max", patience=3, state_dir="runs/demo/backup")
     """
+
+    stage = Stage.STOPPING
 
     def __init__(self, monitor: str = "val_loss", *, state_dir=None, **kwargs):
         check_not_test_key(monitor, "EarlyStopping")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable, Optional, Union
 
@@ -10,19 +11,19 @@ import keras
 from augpipe.validation import check_int, check_unit
 from augpipe.callbacks.base import (
     StatefulCallback,
-    check_loggers_come_after,
     check_not_test_key,
     strength_variable,
     without_test_keys,
 )
-from augpipe.callbacks.schedules import parse_schedule
+from augpipe.callbacks.order import Stage, Staged
+from augpipe.callbacks.schedules import Schedule, constant, parse_schedule
 
 ACCURACY_KEYS = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "acc")
 
 
 
 
-class StrengthSchedule(keras.callbacks.Callback):
+class StrengthSchedule(Staged, keras.callbacks.Callback):
     """Sets the augmentation strength from a pure `schedule(epoch)` each epoch.
 
     The value is assigned at the start of each epoch (no retrace, no dataset
@@ -54,9 +55,6 @@ class StrengthSchedule(keras.callbacks.Callback):
         self.schedule = schedule
         self.verbose = verbose
         self.current = None
-
-    def on_train_begin(self, logs=None):
-        check_loggers_come_after(self)
 
     def on_epoch_begin(self, epoch, logs=None):
         value = self.schedule(epoch)
@@ -135,7 +133,6 @@ class AdaptiveStrength(StatefulCallback):
     0.25
     """
 
-    writes_log_keys = True
 
     def __init__(
         self,
@@ -260,3 +257,79 @@ class AdaptiveStrength(StatefulCallback):
             print(f"Epoch {epoch + 1}: signal {signal:.4f}, strength {used:.3f} -> {self.strength:.3f}")
         self._next_epoch = epoch + 1
         self.save_state(epoch + 1)
+
+
+# ----------------------------------------------------------------------------
+# The strength grammar of every command: one parser.
+
+# Adaptive runs start here: the controller then moves it by 0.05 per epoch.
+ADAPTIVE_INITIAL_STRENGTH = 0.3
+# Hold it while the first epochs' fast learning dominates the gap signal.
+ADAPTIVE_WARMUP_EPOCHS = 2
+STRENGTH_HELP = (
+    "'adaptive' (closed-loop control), 'off', a number or 'constant:X', or a schedule: "
+    "linear:START:END:EPOCHS, cosine:START:END:EPOCHS, step:V1,V2,...:EVERY."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class StrengthSpec:
+    """A parsed `--strength` spec: what a run starts at and which callback moves it.
+
+    Attributes:
+        spec: the text it was parsed from.
+        kind: `"adaptive"`, `"off"` (augmentation off: policy `none`) or
+            `"schedule"` (a constant is a schedule).
+        initial: the strength of the first epoch.
+        schedule: the schedule (None unless `kind == "schedule"`).
+    """
+
+    spec: str
+    kind: str
+    initial: float
+    schedule: Optional[Schedule] = None
+
+    @property
+    def fixed(self) -> Optional[float]:
+        """The one strength of a spec that never changes (`off`, a number, `constant:X`), else None."""
+        if self.kind == "off":
+            return 0.0
+        if self.kind == "schedule" and self.spec.split(":")[0] in ("constant", self.spec):
+            return self.initial
+        return None
+
+    def callback(self, target, state_dir=None) -> keras.callbacks.Callback:
+        """The callback that sets the strength of `target` (an `Augment` layer) every epoch."""
+        if self.kind == "adaptive":
+            return AdaptiveStrength(target, warmup_epochs=ADAPTIVE_WARMUP_EPOCHS, state_dir=state_dir)
+        return StrengthSchedule(target, self.schedule if self.kind == "schedule" else constant(0.0))
+
+
+def parse_strength(spec) -> StrengthSpec:
+    """Parses the strength grammar shared by run-mnist, profile-input and preview-augment.
+
+    `adaptive`, `off`, a number `X` (the same as `constant:X`), or a
+    schedule spec (`constant:X`, `linear:...`, `cosine:...`, `step:...`).
+
+    >>> parse_strength("adaptive").initial, parse_strength("0.5").fixed, parse_strength("linear:0:1:10").fixed
+    (0.3, 0.5, None)
+    """
+    text = str(spec).strip() if isinstance(spec, (str, int, float)) and not isinstance(spec, bool) else None
+    if text == "adaptive":
+        return StrengthSpec(text, "adaptive", ADAPTIVE_INITIAL_STRENGTH)
+    if text == "off":
+        return StrengthSpec(text, "off", 0.0)
+    if text is None:
+        raise ValueError(f"Invalid strength {spec!r}. Expected {STRENGTH_HELP}")
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is not None:
+        check = check_unit("strength", value)
+        return StrengthSpec(text, "schedule", check, constant(check))
+    try:
+        schedule = parse_schedule(text)
+    except ValueError as error:
+        raise ValueError(f"{error} Or use 'adaptive', 'off' or a number in [0, 1].") from None
+    return StrengthSpec(text, "schedule", float(schedule(0)), schedule)

@@ -9,7 +9,16 @@ from augpipe.pipelines.pipeline import (
     epoch_order,
 )
 from augpipe.pipelines.files import ImageFiles
-from augpipe.pipelines.sources import LabeledArrays, Source, load_folder, load_source, read_idx
+from augpipe.pipelines.sources import (
+    LabeledArrays,
+    Source,
+    SourceOption,
+    load_folder,
+    load_source,
+    read_idx,
+    register_source,
+    source_kinds,
+)
 from augpipe.pipelines.splits import Split, Splits, fingerprint_images, make_splits
 
 __all__ = [
@@ -18,6 +27,7 @@ __all__ = [
     "ImageFiles",
     "LabeledArrays",
     "Source",
+    "SourceOption",
     "Split",
     "Splits",
     "as_batch_fn",
@@ -29,4 +39,6 @@ __all__ = [
     "load_source",
     "make_splits",
     "read_idx",
+    "register_source",
+    "source_kinds",
 ]

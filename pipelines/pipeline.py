@@ -334,6 +334,9 @@ class EpochSync(keras.callbacks.Callback):
     >>> sync = EpochSync(epoch)
     """
 
+    # First in the callback list (augpipe.callbacks.in_working_order reads this; pipelines never imports callbacks).
+    stage = 0
+
     def __init__(self, epoch: EpochCounter, first_epoch_only: bool = False):
         super().__init__()
         if not isinstance(epoch, EpochCounter):

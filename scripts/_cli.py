@@ -53,3 +53,52 @@ class ImageSizeOption(click.Option):
                 plain(tuple(values), state)
 
             option.process = process
+
+
+def cli_settings(option) -> dict:
+    """`click.option` keyword arguments for a source option declared in the registry (`SourceOption`)."""
+    settings = {"help": option.help, "default": None}
+    if option.kind == "flag":
+        settings.update(is_flag=True, default=False)
+    elif option.kind == "choice":
+        settings["type"] = click.Choice([str(c) for c in option.choices])
+    elif option.kind == "int_choice":
+        settings.update(type=click.Choice([str(c) for c in option.choices]),
+                        callback=lambda ctx, param, value: value and int(value))
+    elif option.kind == "count":
+        settings["type"] = click.IntRange(min=0)
+    elif option.kind == "float_pair":
+        settings["type"] = (float, float)
+    elif option.kind == "image_size":
+        settings["cls"] = ImageSizeOption
+    elif option.kind == "directory":
+        settings["type"] = click.Path(file_okay=False)
+    if option.metavar:
+        settings["metavar"] = option.metavar
+    return settings
+
+
+def fixed_strengths(ctx, param, value):
+    """A click callback: comma-separated strengths in the shared grammar, each fixed (a number, constant:X or off)."""
+    from augpipe.callbacks.strength import parse_strength
+
+    values = []
+    for word in [w.strip() for w in str(value).split(",") if w.strip()] or [""]:
+        try:
+            spec = parse_strength(word)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+        if spec.fixed is None:
+            raise click.BadParameter(
+                f"{word!r} changes over epochs; this command draws one strength at a time. Expected a number in "
+                "[0, 1], constant:X or off.")
+        values.append(spec.fixed)
+    return values
+
+
+def fixed_strength(ctx, param, value):
+    """A click callback: one fixed strength in the shared grammar (see `fixed_strengths`)."""
+    values = fixed_strengths(ctx, param, value)
+    if len(values) != 1:
+        raise click.BadParameter(f"expected one strength, got {value!r}")
+    return values[0]

@@ -15,25 +15,23 @@
 7. `write_report(...)`: evaluate the best model on the held-out test split
    and write `report.json`.
 
-Errors are plain exceptions (`ConfigError`, `RunError`, `Interrupted`) whose
-messages name options as `<name>`; `ExperimentError.render` spells them for
-the caller: `name` for Python, `--name` for the `run-mnist` command
-(`augpipe.scripts.run_mnist`, the click layer).
+The options and their checks live in `scripts.config` (`ExperimentConfig`,
+`check_config` and the errors), the run directory's safety rules in
+`scripts.rundir`; both are re-exported here. Errors are plain exceptions
+(`ConfigError`, `RunError`, `Interrupted`) whose messages name options as
+`<name>`; `ExperimentError.render` spells them for the caller: `name` for
+Python, `--name` for the `run-mnist` command (`augpipe.scripts.run_mnist`,
+the click layer).
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import fcntl
 import json
 import math
-import os
 import pathlib
 import platform
-import re
-import shutil
 import time
 from typing import Callable, Optional
 
@@ -43,97 +41,30 @@ import tensorflow as tf
 
 from augpipe import augment, callbacks, pipelines
 from augpipe.pipelines import distribute
-from augpipe.scripts.models import MODELS, build_model
-from augpipe.validation import check_int
-
-PLACEMENTS = ("device", "host")
-STRATEGIES = ("default", "mirrored", "multiworker")
-# Adaptive runs start here: the controller then moves it by 0.05 per epoch.
-ADAPTIVE_INITIAL_STRENGTH = 0.3
-# Hold it while the first epochs' fast learning dominates the gap signal.
-ADAPTIVE_WARMUP_EPOCHS = 2
-# Options a resume may change; the others must match the saved run.
-RESUMABLE_OVERRIDES = ("epochs", "patience", "eval_every", "quiet", "tensorboard", "jit_compile",
-                       "cache", "memory_budget_mb", "cache_dir")
-# Options of folder:DIR sources only.
-FOLDER_OPTIONS = ("image_size", "channels", "resize", "skip_bad_images", "cache", "memory_budget_mb", "cache_dir")
-
-
-@dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-    """Every option of the experiment, with the defaults the README's results use."""
-
-    source: str = "mnist"
-    value_range: Optional[tuple] = None  # npz: the range of float images (default 0-255)
-    layout: Optional[str] = None  # npz: channels_last (default) or channels_first
-    # folder:DIR sources (see pipelines.load_folder)
-    image_size: Optional[tuple] = None
-    channels: Optional[int] = None  # None: 3 if any file has colour, else 1
-    resize: Optional[str] = None  # stretch (default), crop or pad
-    skip_bad_images: bool = False
-    cache: Optional[str] = None  # auto (default), memory, stream or file
-    memory_budget_mb: Optional[int] = None  # default 0: decode every epoch
-    cache_dir: Optional[str] = None
-    download: bool = False
-    model: str = "cnn"
-    epochs: int = 30
-    batch_size: int = 128
-    learning_rate: float = 2e-3
-    policy: str = "mnist"
-    strength: str = "adaptive"
-    placement: str = "device"
-    mixup: bool = False
-    eval_every: int = 5
-    patience: Optional[int] = None
-    seed: int = 0
-    deterministic: bool = False
-    jit_compile: Optional[bool] = None  # XLA for the training step: None is Keras' "auto" (on for a GPU, off for a CPU)
-    run_dir: Optional[str] = None
-    resume: bool = False
-    overwrite: bool = False
-    tensorboard: bool = True
-    quiet: bool = False
-    data_dir: Optional[str] = None
-    # Distribution (see pipelines.distribute)
-    strategy: str = "default"
-    data_service: Optional[str] = None
-    local_data_service: int = 0
-    local_data_service_on_all_interfaces: bool = False
-
-    def options(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-_OPTION = re.compile(r"<(" + "|".join(f.name for f in dataclasses.fields(ExperimentConfig)) + r")>")
-
-
-class ExperimentError(Exception):
-    """Base of the experiment's errors. Options appear in the message as `<name>`."""
-
-    def __init__(self, message: str):
-        self.template = message
-        super().__init__(self.render())
-
-    def render(self, spell: Callable[[str], str] = lambda name: f"`{name}`") -> str:
-        """The message with each `<option>` spelled by `spell` (the CLI passes `--option-name`)."""
-        return _OPTION.sub(lambda match: spell(match.group(1)), self.template)
-
-
-class ConfigError(ExperimentError, ValueError):
-    """A bad option or combination of options (the command exits 2)."""
-
-
-class RunError(ExperimentError):
-    """A runtime failure with a one-line reason (the command exits 1)."""
-
-
-class Interrupted(ExperimentError):
-    """The run stopped on Ctrl-C at a safe point; the backup is kept. `run_dir` says where."""
-
-    def __init__(self, run_dir):
-        self.run_dir = str(run_dir)
-        super().__init__(f"interrupted; the backup in {self.run_dir!r} is kept")
-
+from augpipe.scripts.config import (  # noqa: F401  (re-exported: the experiment's public face)
+    PLACEMENTS,
+    RESUMABLE_OVERRIDES,
+    STRATEGIES,
+    ConfigError,
+    ExperimentConfig,
+    ExperimentError,
+    Interrupted,
+    RunError,
+    check_config,
+)
+from augpipe.scripts.models import build_model
+from augpipe.scripts.rundir import (  # noqa: F401  (re-exported)
+    _as_saved,
+    _describe,
+    _forget_if_nothing_trained,
+    default_run_dir,
+    is_augpipe_run,
+    lock_run_dir,
+    open_run_dir,
+    original_epochs,
+    prepare_run_dir,
+    resolve_resume,
+)
 
 @dataclasses.dataclass
 class Data:
@@ -164,237 +95,7 @@ class Inputs:
 
 
 # ----------------------------------------------------------------------------
-# Validation
-
-
-def parse_strength(spec: str):
-    """`adaptive`, `off`, `constant:X` or a schedule spec -> (kind, initial, schedule)."""
-    if spec == "adaptive":
-        return "adaptive", ADAPTIVE_INITIAL_STRENGTH, None
-    if spec == "off":
-        return "off", 0.0, None
-    try:
-        schedule = callbacks.parse_schedule(spec)
-    except ValueError as error:
-        raise ConfigError(f"Invalid <strength> {spec!r}: {error} Or use 'adaptive' or 'off'.") from None
-    return "schedule", schedule(0), schedule
-
-
-def check_config(config: ExperimentConfig) -> None:
-    """Stage 1: raises `ConfigError` for any bad option or combination."""
-    if config.model not in MODELS:
-        raise ConfigError(f"Unknown <model> {config.model!r}. Expected one of: {', '.join(MODELS)}.")
-    if config.placement not in PLACEMENTS:
-        raise ConfigError(f"Unknown <placement> {config.placement!r}. Expected one of: {', '.join(PLACEMENTS)}.")
-    try:
-        augment.get_policy(config.policy)
-    except ValueError as error:
-        raise ConfigError(f"<policy>: {error}") from None
-    parse_strength(config.strength)
-    if not pipelines.sources.is_folder_spec(config.source):
-        given = [name for name in FOLDER_OPTIONS if getattr(config, name) not in (None, False)]
-        if given:
-            raise ConfigError(
-                f"{', '.join(f'<{name}>' for name in given)} apply only to a <source> folder:DIR (image files of "
-                f"any size). Received them with <source> {config.source!r}: drop them."
-            )
-    elif config.image_size is None:
-        raise ConfigError(f"<source> {config.source!r} needs <image_size>: every image is resized to it (e.g. 64 64).")
-    for name in ("epochs", "batch_size", "eval_every"):
-        try:
-            check_int(name, getattr(config, name))
-        except ValueError as error:
-            raise ConfigError(f"<{name}>: {error}") from None
-    if not (config.learning_rate > 0 and math.isfinite(config.learning_rate)):
-        raise ConfigError(f"<learning_rate> must be > 0. Received: {config.learning_rate!r}.")
-    if config.patience is not None and config.patience < 1:
-        raise ConfigError(f"<patience> must be a positive integer. Received: {config.patience!r}.")
-    if config.resume and config.overwrite:
-        raise ConfigError("<resume> and <overwrite> contradict each other: pick one.")
-    if config.strategy not in STRATEGIES:
-        raise ConfigError(f"Unknown <strategy> {config.strategy!r}. Expected one of: {', '.join(STRATEGIES)}.")
-    if config.data_service and config.local_data_service:
-        raise ConfigError("<data_service> and <local_data_service> contradict each other: pick one.")
-    if config.data_service:
-        try:
-            distribute.parse_service_address(config.data_service)
-        except ValueError as error:
-            raise ConfigError(f"<data_service>: {error}") from None
-    if config.local_data_service and not config.local_data_service_on_all_interfaces:
-        raise ConfigError(
-            f"<local_data_service> refused: {distribute.ALL_INTERFACES_RISK} Add "
-            "<local_data_service_on_all_interfaces> to run the demo anyway, only on a machine whose "
-            "ports other hosts cannot reach (see the README's security section)."
-        )
-    if (config.data_service or config.local_data_service) and (config.placement == "host" or config.mixup):
-        raise ConfigError(
-            "The tf.data service cannot run host-side augmentation or MixUp/CutMix: its workers "
-            "cannot read the trainer's strength and probability variables. Use <placement> device "
-            "and no <mixup> with <data_service> or <local_data_service>."
-        )
-
-
-# ----------------------------------------------------------------------------
-# Stage 2: the run directory
-
-
-def default_run_dir() -> pathlib.Path:
-    """`runs/<timestamp>-<pid>`: two runs started in the same second never share a default name."""
-    return pathlib.Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-
-
-def is_augpipe_run(run_dir: pathlib.Path) -> bool:
-    """True when `run_dir/config.json` is one augpipe wrote: its options, and versions naming augpipe."""
-    try:
-        saved = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(saved, dict)
-        and isinstance(saved.get("options"), dict)
-        and isinstance(saved.get("versions"), dict)
-        and "augpipe" in saved["versions"]
-        and "splits" in saved
-    )
-
-
-def _lock_path(run_dir: pathlib.Path) -> pathlib.Path:
-    # Beside the directory, not in it: replacing the directory must not drop the lock.
-    return run_dir.parent / f".{run_dir.name}.lock"
-
-
-@contextlib.contextmanager
-def lock_run_dir(run_dir: pathlib.Path):
-    """Holds an exclusive lock on `run_dir` for one run (an flock, which a dead process releases).
-
-    Raises `ConfigError` naming the process that holds it.
-    """
-    path = _lock_path(run_dir)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")
-    except OSError as error:
-        raise RunError(f"cannot use <run_dir> {str(run_dir)!r}: {_describe(error)}") from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise ConfigError(
-                f"Run directory {str(run_dir)!r} is in use by process {holder}. Wait for it to end, "
-                "or choose another <run_dir>."
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        yield
-    finally:
-        handle.close()  # closing releases the flock
-
-
-def _describe(error: OSError) -> str:
-    """One line for an OSError: what failed, on which file."""
-    reason = error.strerror or str(error)
-    where = f" ({error.filename})" if getattr(error, "filename", None) else ""
-    return f"{reason}{where}"
-
-
-def resolve_resume(config: ExperimentConfig, run_dir: pathlib.Path, explicit: Optional[set] = None) -> ExperimentConfig:
-    """On a resume, the saved options, except those in `RESUMABLE_OVERRIDES` given explicitly."""
-    saved = run_dir / "config.json"
-    if not saved.is_file():
-        raise ConfigError(
-            f"<resume>: {str(run_dir)!r} has no config.json, so there is no run to resume. Start it without <resume>."
-        )
-    backup = run_dir / "backup"
-    if (backup / "latest.weights.h5").exists() and not (backup / "commit.json").exists():
-        raise ConfigError(
-            f"<resume>: {str(run_dir)!r} was written by an earlier augpipe (a Keras BackupAndRestore backup, "
-            "no commit marker), which this version cannot continue without losing its log. Finish it with "
-            "the version that started it, or start a new run."
-        )
-    try:
-        options = json.loads(saved.read_text())["options"]
-    except (OSError, ValueError, KeyError) as error:
-        raise RunError(f"cannot read {str(saved)!r} ({type(error).__name__}: {error}).") from None
-    explicit = explicit or set()
-    changes = {}
-    for key, value in options.items():
-        if key in ("run_dir", "resume", "overwrite") or not hasattr(config, key):
-            continue
-        given = getattr(config, key)
-        if key in explicit and key not in RESUMABLE_OVERRIDES and _as_saved(given) != value:
-            raise ConfigError(
-                f"<resume> cannot change <{key}> (saved: {value!r}, given: {given!r}). "
-                f"Only {', '.join(f'<{name}>' for name in RESUMABLE_OVERRIDES)} may change."
-            )
-        if key not in explicit:
-            changes[key] = value
-    return dataclasses.replace(config, **changes)
-
-
-def _as_saved(value):
-    """An option as config.json holds it (tuples are JSON lists)."""
-    return list(value) if isinstance(value, tuple) else value
-
-
-def open_run_dir(config: ExperimentConfig, explicit: Optional[set] = None) -> tuple:
-    """Stage 2: creates, refuses, replaces or reopens the run directory.
-
-    Returns `(config, run_dir)`: a new config with `run_dir` filled in and, on
-    a resume, the saved options (except `RESUMABLE_OVERRIDES` named in
-    `explicit`). The given config is not changed.
-    """
-    run_dir = pathlib.Path(config.run_dir) if config.run_dir else default_run_dir()
-    config = dataclasses.replace(config, run_dir=str(run_dir))
-    if config.resume:
-        return resolve_resume(config, run_dir, explicit), run_dir
-    if run_dir.is_symlink() and config.overwrite:
-        # Deleting through a link would empty a directory somewhere else.
-        raise ConfigError(
-            f"<overwrite> refused: {str(run_dir)!r} is a symbolic link (to {str(run_dir.resolve())!r}). "
-            "augpipe never deletes through a link: remove the link, or give the real directory as <run_dir>."
-        )
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"<run_dir> {str(run_dir)!r} is a file, not a directory. Choose another <run_dir>.")
-    blocked = next((p for p in run_dir.parents if p.exists() and not p.is_dir()), None)
-    if blocked is not None:
-        raise ConfigError(f"<run_dir> {str(run_dir)!r} is below {str(blocked)!r}, which is a file. "
-                          "Choose another <run_dir>.")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not config.overwrite:
-            raise ConfigError(
-                f"Run directory {str(run_dir)!r} already exists. Pass <resume> to continue it, "
-                "<overwrite> to replace it, or choose another <run_dir>."
-            )
-        if not is_augpipe_run(run_dir):
-            raise ConfigError(
-                f"<overwrite> refused: {str(run_dir)!r} has no config.json written by augpipe, so it does "
-                "not look like a run directory. Remove it yourself or choose another <run_dir>."
-            )
-    return config, run_dir
-
-
-def prepare_run_dir(config: ExperimentConfig, run_dir: pathlib.Path) -> bool:
-    """Stage 2b, once the data is loaded: makes the directory ready for the run's first file.
-
-    With `overwrite`, the old run is replaced only now (moved aside with one
-    rename, then removed), so a run that fails earlier (a missing data file,
-    say) leaves it untouched. Returns True if the directory was created here.
-    """
-    try:
-        if config.overwrite and not config.resume and run_dir.is_dir() and any(run_dir.iterdir()):
-            aside = run_dir.parent / f".{run_dir.name}.replaced-{os.getpid()}"
-            os.replace(run_dir, aside)
-            # rmtree unlinks symbolic links inside the directory; it never follows them out of it.
-            shutil.rmtree(aside)
-        created = not run_dir.exists()
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RunError(f"cannot prepare <run_dir> {str(run_dir)!r}: {_describe(error)}") from None
-    return created
+# Helpers of the stages
 
 
 def package_versions() -> dict:
@@ -436,16 +137,9 @@ def read_log(path) -> list:
 
 def load_data(config: ExperimentConfig) -> Data:
     """Stage 3: loads the source and makes its seeded, stratified, disjoint splits."""
-    folder = {}
-    if pipelines.sources.is_folder_spec(config.source):
-        folder = dict(
-            image_size=config.image_size, channels=config.channels, resize=config.resize,
-            on_error="skip" if config.skip_bad_images else None, cache=config.cache, cache_dir=config.cache_dir,
-            memory_budget=None if config.memory_budget_mb is None else int(config.memory_budget_mb) << 20,
-        )
     try:
-        source = pipelines.load_source(config.source, data_dir=config.data_dir, download=config.download,
-                                       value_range=config.value_range, layout=config.layout, **folder)
+        options = pipelines.sources.loader_options(config.source, config.source_values())
+        source = pipelines.load_source(config.source, **options)
         if source.num_classes < 2:
             raise ValueError(
                 f"The source has {source.num_classes} class ({', '.join(map(repr, source.class_names))}): a "
@@ -493,10 +187,10 @@ def build_experiment_model(config: ExperimentConfig, data: Data, strategy=None) 
     model, where it only converts, and the pipeline runs it.
     """
     strategy = strategy or tf.distribute.get_strategy()
-    kind, initial_strength, _ = parse_strength(config.strength)
-    policy = "none" if kind == "off" else config.policy
+    strength = callbacks.parse_strength(config.strength)
+    policy = "none" if strength.kind == "off" else config.policy
     with strategy.scope():
-        aug_layer = augment.Augment(policy, strength=initial_strength, seed=config.seed, name="augment",
+        aug_layer = augment.Augment(policy, strength=strength.initial, seed=config.seed, name="augment",
                                     placement=config.placement)
         model = build_model(config.model, data.source.image_shape, data.source.num_classes, aug_layer)
         loss, metrics = _loss_and_metrics(config.mixup)
@@ -552,68 +246,57 @@ def build_inputs(config: ExperimentConfig, data: Data, parts: ModelParts, strate
 
 def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: ModelParts, inputs: Inputs,
                     schedule_epochs: Optional[int] = None) -> list:
-    """Stage 5b: every callback of a run, in a working order.
+    """Stage 5b: every callback of a run, put in working order by `callbacks.in_working_order`.
 
-    Epoch sync and LR control first, then the backup (so a resume restores
-    before the controllers read their state), the strength controller,
-    run safety, early stopping, best-model checkpointing (its threshold in
-    its state), the scheduled test evaluation, the loggers, so they see
-    every key the others wrote, and the epoch commit last.
+    The stages each callback declares give the order: epoch sync, LR
+    control, the backup (so a resume restores before the controllers read
+    their state), the strength controller, run safety, early stopping,
+    best-model checkpointing (its threshold in its state), the scheduled
+    test evaluation, the monitors, the loggers (they see every key the
+    others wrote), and the epoch commit last.
 
     `schedule_epochs` is the length the learning-rate schedule was laid out
     for (the run's original `epochs`; a resume that extends a run keeps it,
     so the cosine keeps its shape and the rate stays at its final value).
     """
     backup_dir = run_dir / "backup"
-    kind, _, schedule = parse_strength(config.strength)
-    found = [inputs.train.epoch_sync] if inputs.train.epoch_sync is not None else []
+    strength = callbacks.parse_strength(config.strength).callback(parts.augment_layer, state_dir=backup_dir)
     horizon = schedule_epochs or config.epochs
-    lr_control = callbacks.LearningRateControl(
-        warmup_epochs=min(2, max(horizon - 1, 0)),
-        decay="cosine",
-        total_epochs=horizon,
-        min_multiplier=0.02,
-        state_dir=backup_dir,
-    )
-    found += [
-        lr_control,
-        callbacks.EpochBackup(backup_dir),
-        callbacks.RandomStateBackup(backup_dir),
-    ]
-    if kind == "adaptive":
-        controller = callbacks.AdaptiveStrength(parts.augment_layer, warmup_epochs=ADAPTIVE_WARMUP_EPOCHS,
-                                                state_dir=backup_dir)
-        lr_control.strength_controller = controller
-        found.append(controller)
-    elif kind == "schedule":
-        found.append(callbacks.StrengthSchedule(parts.augment_layer, schedule))
-    else:
-        found.append(callbacks.StrengthSchedule(parts.augment_layer, callbacks.constant(0.0)))
-    found += [callbacks.StopOnNonFiniteLoss(), callbacks.GracefulInterrupt(verbose=0 if config.quiet else 1)]
-    if config.patience:
-        found.append(callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience,
-                                             state_dir=backup_dir))
     # Its threshold is part of its state, so a resume keeps the committed one exactly.
     checkpoint = callbacks.BestModelCheckpoint(run_dir / "best.keras", monitor="val_accuracy", mode="max",
                                                state_dir=backup_dir)
-    found += [
+    found = [
+        inputs.train.epoch_sync,
+        callbacks.LearningRateControl(
+            warmup_epochs=min(2, max(horizon - 1, 0)), decay="cosine", total_epochs=horizon, min_multiplier=0.02,
+            state_dir=backup_dir, strength_controller=strength if isinstance(strength, callbacks.AdaptiveStrength)
+            else None,
+        ),
+        callbacks.EpochBackup(backup_dir),
+        callbacks.RandomStateBackup(backup_dir),
+        strength,
+        callbacks.StopOnNonFiniteLoss(),
+        callbacks.GracefulInterrupt(verbose=0 if config.quiet else 1),
+        config.patience and callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience,
+                                                    state_dir=backup_dir),
         checkpoint,
         callbacks.ScheduledEvaluation(inputs.test, every=config.eval_every, state_dir=backup_dir),
         callbacks.ThroughputMonitor(batch_size=config.batch_size),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
     ]
     if config.tensorboard:
-        found.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
         # The same validation images at the current strength, every evaluation period.
         sample = next(iter(inputs.val.unbatch().batch(8).take(1)))[0].numpy()
-        found.append(callbacks.AugmentationImages(parts.augment_layer, sample, run_dir / "tensorboard",
-                                                  every=config.eval_every))
-    found.append(callbacks.TrainingCurves(run_dir / "curves.png", state_dir=backup_dir))
-    if not config.quiet:
-        found.append(callbacks.EpochLine(config.epochs))
-    # Last: epoch k exists once everything above has written its files for it.
-    found.append(callbacks.EpochCommit(backup_dir, checkpoint))
-    return found
+        found += [keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+                  callbacks.AugmentationImages(parts.augment_layer, sample, run_dir / "tensorboard",
+                                               every=config.eval_every)]
+    found += [
+        callbacks.TrainingCurves(run_dir / "curves.png", state_dir=backup_dir),
+        None if config.quiet else callbacks.EpochLine(config.epochs),
+        # Last: epoch k exists once everything above has written its files for it.
+        callbacks.EpochCommit(backup_dir, checkpoint),
+    ]
+    return callbacks.in_working_order([c for c in found if c])
 
 
 # ----------------------------------------------------------------------------
@@ -625,6 +308,7 @@ def fit(config: ExperimentConfig, run_dir: pathlib.Path, parts: ModelParts, inpu
     """Stage 6: `model.fit`; a non-finite loss becomes `RunError`, Ctrl-C becomes `Interrupted`."""
     strategy = strategy or tf.distribute.get_strategy()
     train = inputs.train
+    callback_list = callbacks.in_working_order(callback_list)  # sorted already when build_callbacks made it
     try:
         with distribute.multiworker_fit(parts.model, strategy):
             history = parts.model.fit(
@@ -762,17 +446,6 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None,
             _forget_if_nothing_trained(run_dir, created)
             raise
     return report, run_dir
-
-
-def original_epochs(run_dir: pathlib.Path) -> int:
-    """The `epochs` a run was started with (its config.json), which a resume may extend."""
-    return int(json.loads((run_dir / "config.json").read_text())["options"]["epochs"])
-
-
-def _forget_if_nothing_trained(run_dir: pathlib.Path, created: bool) -> None:
-    """A run this call created that failed before its first epoch leaves nothing that blocks a rerun."""
-    if created and not (run_dir / "backup" / "commit.json").exists():
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _last_strength(rows: list, parts: ModelParts) -> float:

@@ -18,7 +18,8 @@ from typing import Sequence
 import click
 import numpy as np
 
-from augpipe.scripts._cli import ImageSizeOption
+from augpipe import pipelines
+from augpipe.scripts._cli import ImageSizeOption, fixed_strengths
 
 
 def augment_grid(images: np.ndarray, policy, strengths: Sequence[float], seed: int = 0) -> np.ndarray:
@@ -87,26 +88,18 @@ def save_grid(grid: np.ndarray, strengths: Sequence[float], path: pathlib.Path, 
     plt.close(figure)
 
 
-def _strengths(ctx, param, value):
-    try:
-        values = [float(v) for v in str(value).split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers in [0, 1], got {value!r}") from None
-    if not values or any(not 0.0 <= v <= 1.0 for v in values):
-        raise click.BadParameter(f"expected comma-separated numbers in [0, 1], got {value!r}")
-    return values
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--policy", default="mnist",
               help='A policy name, a JSON spec (\'{"name": "ops", "config": {"ops": ["rotate"]}}\') or a .json file.')
 @click.option("--source", default="mnist-embedded",
-              help="Any spec load_source accepts (ignored with --image); folder:DIR is resized to --image-size.")
+              help=pipelines.sources.source_help() + " Ignored with --image; a folder is resized to --image-size.")
 @click.option("--image", "files", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="An image file to preview (JPEG, PNG, ...); repeat for several.")
 @click.option("--image-size", cls=ImageSizeOption, default=(128, 128),
               help="Size --image files and folder: sources are resized to (one number: square).")
-@click.option("--strengths", default="0,0.25,0.5,1", callback=_strengths, help="One row per strength.")
+@click.option("--strength", "--strengths", "strengths", default="0,0.25,0.5,1", callback=fixed_strengths,
+              help="One row per strength, comma-separated; each a number in [0, 1], constant:X or off "
+                   "(run-mnist's grammar).")
 @click.option("--samples", type=click.IntRange(min=1, max=64), default=8, help="Images per row.")
 @click.option("--seed", type=int, default=0)
 @click.option("--out", type=click.Path(dir_okay=False), default="augment_preview.png", help="The PNG to write.")

@@ -9,7 +9,8 @@ import sys
 
 import click
 
-from augpipe.scripts._cli import ImageSizeOption
+from augpipe import pipelines
+from augpipe.scripts._cli import ImageSizeOption, fixed_strength
 
 
 def _batch_sizes(ctx, param, value):
@@ -34,7 +35,7 @@ def _compare(ctx, param, value):
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--source", default="mnist-embedded",
-              help="Any spec load_source accepts; folder:DIR is timed with its decoding, against Keras' "
+              help=pipelines.sources.source_help() + " A folder is timed with its decoding, against Keras' "
                    "image_dataset_from_directory with its layers.")
 @click.option("--synthetic", type=click.IntRange(min=1), default=None, help="Use N seeded random uint8 images of the source's shape.")
 @click.option("--image-size", cls=ImageSizeOption, default=None,
@@ -47,7 +48,8 @@ def _compare(ctx, param, value):
 @click.option("--batch-sizes", default="256", callback=_batch_sizes, help="Comma-separated, e.g. 32,256,1024.")
 @click.option("--policy", default="mnist",
               help='A policy name, a JSON spec (\'{"name": "ops", "config": {"ops": ["rotate"]}}\') or a .json file.')
-@click.option("--strength", type=click.FloatRange(0, 1), default=1.0)
+@click.option("--strength", default="1", callback=fixed_strength,
+              help="One fixed strength: a number in [0, 1], constant:X or off (run-mnist's grammar).")
 @click.option("--repeats", type=click.IntRange(min=1), default=5)
 @click.option("--warmup", type=click.IntRange(min=0), default=2)
 @click.option("--compare", default="keras,albumentations", callback=_compare,

@@ -6,39 +6,21 @@ import sys
 
 import click
 
-from augpipe.scripts._cli import ImageSizeOption
+from augpipe import pipelines
+from augpipe.callbacks.strength import STRENGTH_HELP
+from augpipe.scripts._cli import cli_settings
 
-STRENGTH_HELP = (
-    "'adaptive' (closed-loop control), 'off', 'constant:X', or a schedule: "
-    "linear:START:END:EPOCHS, cosine:START:END:EPOCHS, step:V1,V2,...:EVERY."
-)
+
+def source_options(command):
+    """run-mnist's --source and one option per source option the registry declares (see pipelines.sources)."""
+    for option in reversed(pipelines.sources.source_options()):
+        if option.command:
+            command = click.option(option.cli_flag, option.name, **cli_settings(option))(command)
+    return click.option("--source", default="mnist", help=pipelines.sources.source_help())(command)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--source", default="mnist",
-              help="Data: mnist, mnist-embedded, tfds:NAME[:CONFIG], idx:DIR, npz:FILE[?value_range=0,1&layout=...], "
-                   "folder:DIR (one subfolder of JPEG/PNG/BMP/GIF images per class; needs --image-size).")
-@click.option("--value-range", type=(float, float), default=None, metavar="LOW HIGH",
-              help="npz: the value range of float images (default 0 255), e.g. --value-range 0 1.")
-@click.option("--layout", type=click.Choice(["channels_last", "channels_first"]), default=None,
-              help="npz: the array layout; channels_first arrays (N, C, H, W) are transposed.")
-@click.option("--image-size", cls=ImageSizeOption, default=None,
-              help="folder: resize every image to H W (one number: square). The model adapts to it.")
-@click.option("--channels", type=click.Choice(["1", "3"]), default=None, callback=lambda c, p, v: v and int(v),
-              help="folder: 1 (gray) or 3 (RGB). Default: 3 if any image has colour.")
-@click.option("--resize", type=click.Choice(["stretch", "crop", "pad"]), default=None,
-              help="folder: stretch to the size (default), or keep the aspect ratio: central crop or zero pad.")
-@click.option("--skip-bad-images", is_flag=True,
-              help="folder: leave out (and count) files that fail to decode instead of stopping with an error.")
-@click.option("--cache", type=click.Choice(["auto", "memory", "stream", "file"]), default=None,
-              help="folder: keep decoded images in memory, decode every epoch (stream), or in a file cache "
-                   "(--cache-dir). Default auto: memory within --memory-budget, else file (with --cache-dir) or stream.")
-@click.option("--memory-budget", "memory_budget_mb", type=click.IntRange(min=0), default=None, metavar="MB",
-              help="folder: memory the decoded images may take; within it they are decoded once and kept "
-                   "(default 0: decoded every epoch, memory independent of the folder's size).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="folder: where the file cache of decoded images lives.")
-@click.option("--download/--no-download", default=False, help="Allow downloading the full data set.")
+@source_options
 @click.option("--model", type=click.Choice(["cnn", "mlp"]), default="cnn", help="Backbone: cnn, or the classic MLP baseline.")
 @click.option("--epochs", type=click.IntRange(min=1), default=30)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128)
@@ -59,7 +41,6 @@ STRENGTH_HELP = (
 @click.option("--overwrite", is_flag=True, help="Replace an existing --run-dir.")
 @click.option("--tensorboard/--no-tensorboard", default=True)
 @click.option("--quiet", is_flag=True, help="No per-epoch progress lines.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="tensorflow-datasets data directory.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
               help="tf.distribute strategy; multiworker reads TF_CONFIG.")
 @click.option("--data-service", default=None, help="Send the input pipeline through a tf.data service: grpc://HOST:PORT.")
@@ -101,8 +82,9 @@ def main(ctx, **options):
 
 
 def flag(option: str) -> str:
-    """How the command spells an option of `ExperimentConfig`: `run_dir` -> `--run-dir`."""
-    return {"memory_budget_mb": "--memory-budget"}.get(option, "--" + option.replace("_", "-"))
+    """How the command spells an option of `ExperimentConfig`: `run_dir` -> `--run-dir`, `memory_budget_mb` -> `--memory-budget`."""
+    declared = {o.name: o.cli_flag for o in pipelines.sources.source_options()}
+    return declared.get(option, "--" + option.replace("_", "-"))
 
 
 if __name__ == "__main__":

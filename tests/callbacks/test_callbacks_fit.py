@@ -50,7 +50,7 @@ def test_all_callbacks_write_stable_csv_columns(tiny, tmp_path):
     controller = callbacks.AdaptiveStrength(layer, warmup_epochs=1)
     history = model.fit(
         tiny["train"][0], validation_data=tiny["val"], epochs=4, verbose=0, shuffle=False,
-        callbacks=[
+        callbacks=callbacks.in_working_order([
             pipelines.EpochSync(tiny["train"][1]),
             controller,
             callbacks.LearningRateControl(warmup_epochs=1, patience=1, strength_controller=controller),
@@ -58,7 +58,7 @@ def test_all_callbacks_write_stable_csv_columns(tiny, tmp_path):
             callbacks.ThroughputMonitor(batch_size=32),
             keras.callbacks.CSVLogger(tmp_path / "log.csv"),
             callbacks.TrainingCurves(tmp_path / "curves.png"),
-        ],
+        ]),
     )
     rows = read_csv(tmp_path / "log.csv")
     assert len(rows) == 4
@@ -84,7 +84,7 @@ def test_scheduled_evaluation_does_not_disturb_training_metrics(tiny):
         extra = [callbacks.ScheduledEvaluation(tiny["test"], every=1)] if with_eval else []
         history = model.fit(
             tiny["train"][0], validation_data=tiny["val"], epochs=3, verbose=0, shuffle=False,
-            callbacks=[pipelines.EpochSync(tiny["train"][1])] + extra,
+            callbacks=callbacks.in_working_order([pipelines.EpochSync(tiny["train"][1])] + extra),
         )
         runs.append(history.history)
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
@@ -105,7 +105,7 @@ def test_test_monitor_guard_raises_in_fit(tiny, guarded):
     with pytest.raises(ValueError, match="monitors 'test_.*held-out test key"):
         model.fit(
             tiny["train"][0], epochs=1, verbose=0, shuffle=False,
-            callbacks=[guarded, callbacks.ScheduledEvaluation(tiny["test"], every=1)],
+            callbacks=callbacks.in_working_order([guarded, callbacks.ScheduledEvaluation(tiny["test"], every=1)]),
         )
 
 

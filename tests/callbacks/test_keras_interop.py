@@ -1,6 +1,7 @@
 """Keras' own callbacks beside augpipe's, and a held-out set that cannot steer training."""
 
 import csv
+import json
 import math
 
 import keras
@@ -59,7 +60,7 @@ def run(tiny, extra, epochs=4):
     model, _ = make_model()
     probe = RateProbe()
     history = model.fit(tiny["train"], validation_data=tiny["val"], epochs=epochs, verbose=0, shuffle=False,
-                        callbacks=[pipelines.EpochSync(tiny["epoch"])] + extra + [probe])
+                        callbacks=callbacks.in_working_order([pipelines.EpochSync(tiny["epoch"])] + extra + [probe]))
     return history.history["learning_rate"], [probe.rates[e] for e in range(epochs)]
 
 
@@ -111,7 +112,7 @@ def test_a_signal_cannot_read_the_test_set(tiny):
     controller = callbacks.AdaptiveStrength(layer, signal=lambda logs: logs["accuracy"] - logs["test_accuracy"])
     with pytest.raises(ValueError, match="'test_accuracy' is a held-out test key"):
         model.fit(tiny["train"], validation_data=tiny["val"], epochs=1, verbose=0, shuffle=False,
-                  callbacks=[callbacks.ScheduledEvaluation(tiny["test"], every=1), controller])
+                  callbacks=callbacks.in_working_order([callbacks.ScheduledEvaluation(tiny["test"], every=1), controller]))
 
 
 class KeyedStop(keras.callbacks.Callback):
@@ -126,7 +127,8 @@ def test_guard_sees_a_test_key_under_any_attribute_name(tiny):
     model, _ = make_model()
     with pytest.raises(ValueError, match="KeyedStop monitors 'test_accuracy'"):
         model.fit(tiny["train"], validation_data=tiny["val"], epochs=1, verbose=0, shuffle=False,
-                  callbacks=[callbacks.ScheduledEvaluation(tiny["test"], every=1), KeyedStop("test_accuracy")])
+                  callbacks=callbacks.in_working_order([callbacks.ScheduledEvaluation(tiny["test"], every=1),
+                                                        KeyedStop("test_accuracy")]))
     # A file name that starts with "test_" is not a key.
     checkpoint = keras.callbacks.ModelCheckpoint("test_model.keras", monitor="val_loss")
     callbacks.check_no_test_monitor([checkpoint])
@@ -134,7 +136,7 @@ def test_guard_sees_a_test_key_under_any_attribute_name(tiny):
 
 def test_guard_warns_loudly_when_it_cannot_see_the_other_callbacks(tiny):
     evaluation = callbacks.ScheduledEvaluation(tiny["test"], every=1)
-    with pytest.warns(RuntimeWarning, match="could not find the other callbacks"):
+    with pytest.warns(RuntimeWarning, match="cannot see the other callbacks.*in_working_order"):
         evaluation.on_train_begin()
 
 
@@ -198,35 +200,43 @@ def test_the_ported_article_script_runs_and_its_scheduler_steps_show(tmp_path, m
     assert math.isnan(float(rows[0]["test_accuracy"])) and not math.isnan(float(rows[1]["test_accuracy"]))
 
 
-def test_callback_order_that_would_lose_the_final_test_evaluation_is_refused(tiny, tmp_path):
-    model, _ = make_model()
-    evaluation = callbacks.ScheduledEvaluation(tiny["test"], every=5)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1)
-    with pytest.raises(ValueError, match="ScheduledEvaluation must come after EarlyStopping"):
-        model.fit(tiny["train"], validation_data=tiny["val"], epochs=1, verbose=0, callbacks=[evaluation, stop])
-    logger = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))
-    with pytest.raises(ValueError, match="ScheduledEvaluation must come before CSVLogger"):
-        model.fit(tiny["train"], validation_data=tiny["val"], epochs=1, verbose=0, callbacks=[logger, evaluation])
-    commit = callbacks.EpochCommit(tmp_path / "backup")
-    with pytest.raises(ValueError, match="EpochCommit must come after CSVLogger"):
-        model.fit(tiny["train"], validation_data=tiny["val"], epochs=1, verbose=0, callbacks=[commit, logger])
-
-
-def test_early_stopping_after_scheduled_evaluation_still_evaluates_the_last_epoch(tiny, tmp_path):
-    model, _ = make_model()
-    log = tmp_path / "log.csv"
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=0, min_delta=1e9)  # stops after epoch 2
-    model.fit(tiny["train"], validation_data=tiny["val"], epochs=10, verbose=0, shuffle=False,
-              callbacks=[pipelines.EpochSync(tiny["epoch"]), stop, callbacks.ScheduledEvaluation(tiny["test"], every=5),
-                         keras.callbacks.CSVLogger(str(log))])
-    rows = list(csv.DictReader(open(log)))
-    assert len(rows) < 10 and not math.isnan(float(rows[-1]["test_accuracy"]))
-
-
-def test_key_writing_callbacks_before_the_loggers_or_a_clear_error(tiny, tmp_path):
+def test_in_working_order_sorts_what_a_raw_list_would_get_wrong_and_says_what_it_moved(tiny, tmp_path):
     model, layer = make_model()
-    logger = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))
-    for late in (callbacks.AdaptiveStrength(layer), callbacks.StrengthSchedule(layer, "constant:0.2"),
-                 callbacks.LearningRateControl(), callbacks.ThroughputMonitor(batch_size=32)):
-        with pytest.raises(ValueError, match=f"{type(late).__name__} must come before CSVLogger"):
-            model.fit(tiny["train"], validation_data=tiny["val"], epochs=1, verbose=0, callbacks=[logger, late])
+    log = tmp_path / "log.csv"
+    evaluation = callbacks.ScheduledEvaluation(tiny["test"], every=5)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=0, min_delta=1e9)  # stops after epoch 2
+    logger = keras.callbacks.CSVLogger(str(log))
+    strength = callbacks.StrengthSchedule(layer, "constant:0.2")
+    commit = callbacks.EpochCommit(tmp_path / "backup")
+    mine = keras.callbacks.LambdaCallback()  # no stage: it stays right after the callback it followed
+    given = [commit, logger, mine, evaluation, strength, pipelines.EpochSync(tiny["epoch"]), stop]
+    ordered = callbacks.in_working_order(given)
+    assert [type(c).__name__ for c in ordered] == [
+        "EpochSync", "StrengthSchedule", "EarlyStopping", "ScheduledEvaluation", "CSVLogger", "LambdaCallback",
+        "EpochCommit"]
+    moved = callbacks.working_order_moves(given)
+    assert "EpochSync: moved before EpochCommit (epoch sync runs before commit)" in moved
+    assert not callbacks.working_order_moves(ordered)
+    assert evaluation.fit_callbacks is ordered and given[0] is commit  # the given list is not changed
+    model.fit(tiny["train"], validation_data=tiny["val"], epochs=10, verbose=0, shuffle=False, callbacks=ordered)
+    rows = list(csv.DictReader(open(log)))
+    # The early stop's last epoch was evaluated, and the logger saw the keys written before it.
+    assert len(rows) < 10 and not math.isnan(float(rows[-1]["test_accuracy"]))
+    assert float(rows[0]["aug_strength"]) == pytest.approx(0.2)
+    assert json.loads((tmp_path / "backup" / "commit.json").read_text())["epoch"] == len(rows)
+
+
+def test_a_raw_list_with_two_augpipe_callbacks_in_the_wrong_order_is_refused_with_the_fix(tiny, tmp_path):
+    model, layer = make_model()
+    for late, early, why in (
+        (callbacks.AdaptiveStrength(layer), callbacks.TrainingCurves(tmp_path / "c.png"), "loggers record"),
+        (callbacks.LearningRateControl(), callbacks.EpochBackup(tmp_path / "backup"), "installs its schedule"),
+        (callbacks.ThroughputMonitor(batch_size=32), callbacks.EpochCommit(tmp_path / "backup"), "commit marker"),
+    ):
+        with pytest.raises(ValueError, match=f"{type(late).__name__} must come before {type(early).__name__} "
+                                             f"in the callback list: .*{why}.*in_working_order"):
+            model.fit(tiny["train"], validation_data=tiny["val"], epochs=1, verbose=0, callbacks=[early, late])
+    # Orders that do not matter are not refused: the strength control beside the learning-rate control.
+    control = callbacks.LearningRateControl(decay=None)
+    model.fit(tiny["train"], validation_data=tiny["val"], epochs=1, verbose=0,
+              callbacks=[callbacks.StrengthSchedule(layer, "constant:0.1"), control])

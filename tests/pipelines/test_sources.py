@@ -122,22 +122,24 @@ def test_tfds_download_failure_ends_fast(tmp_path, monkeypatch):
     # The failure comes from one bounded TCP probe, before tensorflow-datasets' retrying downloader starts.
     import tensorflow_datasets as tfds
 
+    from augpipe.pipelines import tfds_source
+
     def no_download(*args, **kwargs):
         raise AssertionError("the retrying downloader was reached")
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_download)
-    monkeypatch.setattr(sources, "DOWNLOAD_PROBE_HOSTS", (("127.0.0.1", 9),))
+    monkeypatch.setattr(tfds_source, "DOWNLOAD_PROBE_HOSTS", (("127.0.0.1", 9),))
     timeouts = []
-    real_connect = sources.socket.create_connection
+    real_connect = tfds_source.socket.create_connection
 
     def connect(address, timeout=None, **kwargs):
         timeouts.append(timeout)
         return real_connect(address, timeout=timeout, **kwargs)
 
-    monkeypatch.setattr(sources.socket, "create_connection", connect)
+    monkeypatch.setattr(tfds_source.socket, "create_connection", connect)
     with pytest.raises(ConnectionError, match="cannot reach 127.0.0.1:9.*offline"):
         load_source("tfds:mnist", data_dir=tmp_path, download=True)
-    assert timeouts and all(t == sources.DOWNLOAD_PROBE_TIMEOUT_S for t in timeouts)
+    assert timeouts and all(t == tfds_source.DOWNLOAD_PROBE_TIMEOUT_S for t in timeouts)
 
 
 def test_tfds_unknown_name_suggests(tmp_path):

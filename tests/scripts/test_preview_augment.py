@@ -40,7 +40,10 @@ def test_bad_input_is_one_line(tmp_path):
     result = runner.invoke(main, ["--policy", "trivalaugment", "--out", str(tmp_path / "x.png")])
     assert result.exit_code == 2 and "Did you mean 'trivialaugment'" in result.output
     result = runner.invoke(main, ["--strengths", "0,2", "--out", str(tmp_path / "x.png")])
-    assert result.exit_code == 2 and "expected comma-separated numbers in [0, 1], got '0,2'" in result.output
+    assert result.exit_code == 2 and "strength=2.0. Expected a float in [0, 1]" in result.output
+    # run-mnist's grammar: a schedule is refused (one row is one strength), constant:X and off are taken.
+    result = runner.invoke(main, ["--strength", "linear:0:1:5", "--out", str(tmp_path / "x.png")])
+    assert result.exit_code == 2 and "'linear:0:1:5' changes over epochs" in result.output
     not_an_image = tmp_path / "notes.txt"
     not_an_image.write_text("hello")
     result = runner.invoke(main, ["--image", str(not_an_image), "--out", str(tmp_path / "x.png")])
@@ -58,3 +61,10 @@ def test_previews_a_folder_source_at_the_image_size(shapes_folder, tmp_path):
                                        "--strengths", "0,1", "--policy", "trivialaugment", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 1000
+
+
+def test_strengths_take_run_mnists_grammar(tmp_path):
+    out = tmp_path / "grid.png"
+    result = CliRunner().invoke(main, ["--samples", "2", "--strength", "off,constant:0.5,1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "3 strengths x 2 images" in result.output and out.is_file()

@@ -175,3 +175,18 @@ def test_quick_runs_the_short_settings(monkeypatch):
     assert result.exit_code == 1 and "stop here" in result.output
     for key, value in profiling.QUICK.items():
         assert seen[key] == value, key
+
+
+def test_strength_takes_run_mnists_grammar_with_one_fixed_value(monkeypatch):
+    seen = {}
+
+    def fake(**options):
+        seen.update(options)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(profiling, "profile_input", fake)
+    for spec, value in (("constant:0.5", 0.5), ("0.25", 0.25), ("off", 0.0)):
+        result = CliRunner().invoke(main, ["--strength", spec, "--synthetic", "64"])
+        assert result.exit_code == 1 and seen["strength"] == value, (spec, result.output)
+    result = CliRunner().invoke(main, ["--strength", "adaptive", "--synthetic", "64"])
+    assert result.exit_code == 2 and "'adaptive' changes over epochs" in result.output
