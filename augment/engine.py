@@ -30,7 +30,7 @@ from typing import Dict, Tuple
 
 import tensorflow as tf
 
-from augpipe.augment import ops
+from augpipe.augment import ops, rng
 from augpipe.augment.op_table import OPS, check_op
 from augpipe.augment.registry import Policy
 
@@ -87,8 +87,8 @@ class GatedPolicy(Policy):
         total = self.num_gate_uniforms + sum(widths)
         # The XLA-proof generators of `augment.ops`: the static path under
         # XLA draws what the dynamic path draws.
-        seeds = ops.split_seed(seed, 2)
-        v = ops.uniform([batch_size, total], seeds[0], -1.0, 1.0)
+        seeds = rng.split_seed(seed, 2)
+        v = rng.uniform([batch_size, total], seeds[0], -1.0, 1.0)
         gates = self.gates(v[:, : self.num_gate_uniforms], strength)
         # One unstack instead of a slice per parameter.
         columns = tf.unstack(v[:, self.num_gate_uniforms :], num=total - self.num_gate_uniforms, axis=1)
@@ -143,7 +143,7 @@ class GatedPolicy(Policy):
         if OPS[name].dense is not None:
             # Drawn for the whole batch before gating, from the op's own
             # seed: an image's draw does not depend on the other images.
-            values.update(OPS[name].dense(images, ops.fold_in(params["seed"], self.op_order.index(name))))
+            values.update(OPS[name].dense(images, rng.fold_in(params["seed"], self.op_order.index(name))))
         return values
 
     def _apply_pixel_rounds(self, images, params, names) -> tf.Tensor:

@@ -7,7 +7,7 @@ import os
 import keras
 import tensorflow as tf
 
-from augpipe.augment import ops
+from augpipe.augment import ops, rng
 from augpipe.augment.policies import get_policy, serialize_policy
 from augpipe.validation import check_unit
 
@@ -143,9 +143,7 @@ class Augment(keras.layers.Layer):
 
     def next_seed(self) -> tf.Tensor:
         """A fresh `(2,)` int64 seed: the layer seed and a counter advanced atomically."""
-        handle = self.rng_state.value.handle
-        state = tf.raw_ops.RngReadAndSkip(resource=handle, alg=1, delta=tf.constant(1, tf.uint64))
-        counter = state[0]
+        counter = rng.read_and_skip(self.rng_state)
         replica = tf.distribute.get_replica_context()
         if replica is not None and replica.num_replicas_in_sync > 1:
             # Every replica reads the same counter; the replica id keeps
@@ -173,7 +171,7 @@ class Augment(keras.layers.Layer):
         restore). Device placement (`call`) uses the counter in the weights.
         """
         is_uint8 = tf.convert_to_tensor(images).dtype == tf.uint8
-        augmented = self._augment(self._checked_float(images), ops.keyed_seed(self.seed, ops.STREAM_POLICY, key),
+        augmented = self._augment(self._checked_float(images), rng.keyed_seed(self.seed, rng.Stream.POLICY, key),
                                   static=self.shapes == "static")
         if is_uint8:
             # Back to uint8, so training batches have the dtype and range of validation and test batches

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from augpipe.augment import ops
+from augpipe.augment import ops, rng
 from augpipe.validation import check_int, check_nonnegative, check_unit
 
 
@@ -79,13 +79,8 @@ class MixUpCutMix:
         self.rng_state = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False, name="mix_rng_state")
 
     def _next_seed(self):
-        state = tf.raw_ops.RngReadAndSkip(
-            resource=self.rng_state.handle, alg=1, delta=tf.constant(1, tf.uint64)
-        )
         # The mix stream's own id: an Augment layer with the same seed and counter draws differently.
-        return tf.random.experimental.stateless_fold_in(
-            tf.constant([self.seed, ops.STREAM_MIX], tf.int64), state[0]
-        )
+        return rng.counter_seed(self.seed, rng.Stream.MIX, self.rng_state)
 
     def sample(self, height, width, seed) -> dict:
         """Draws one batch's decisions: whether to mix, which mode, lam and the box."""
@@ -168,5 +163,5 @@ class MixUpCutMix:
         """Inside `build_pipeline`: the batch's draws keyed by `key = (epoch, batch index)`, not a counter."""
         images = tf.convert_to_tensor(images)
         shape = tf.shape(images)
-        params = self.sample(shape[1], shape[2], ops.keyed_seed(self.seed, ops.STREAM_MIX, key))
+        params = self.sample(shape[1], shape[2], rng.keyed_seed(self.seed, rng.Stream.MIX, key))
         return self.apply(images, labels, params)

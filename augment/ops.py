@@ -4,7 +4,8 @@ Every op takes images `(B, H, W, C)` (float32 in [0, 1], except `to_float`)
 plus per-image parameters that were sampled elsewhere, and returns the same
 result every time it is called with them. There is no randomness here except
 `gaussian_noise`, whose noise is a deterministic function of an explicit
-seed, so it is deterministic too.
+seed, so it is deterministic too. Random numbers come from `augment.rng`
+(re-exported here), the colour ops from `augment.colour`.
 
 Geometric ops do not touch pixels: they build 3x3 matrices, one per image.
 The matrices map *output* pixel coordinates `(x, y, 1)` to *input*
@@ -28,110 +29,24 @@ TensorShape([2, 28, 28, 1])
 
 from __future__ import annotations
 
-import functools
-
-import numpy as np
 import tensorflow as tf
 
-
-# Random streams: each consumer of randomness folds its own id into its seeds, so two
-# consumers with the same seed (an Augment layer and a MixUpCutMix) never share a draw.
-STREAM_POLICY = 1
-STREAM_MIX = 2
-
-
-# --------------------------------------------------------------------------
-# Random numbers that XLA and the ordinary kernels draw alike
-#
-# `tf.random.stateless_uniform`, `stateless_split` and `stateless_fold_in`
-# give other numbers under XLA than outside it from the same seed (XLA
-# derives the Philox key from the seed another way, and converts bits to
-# floats another way; measured on TensorFlow 2.21's CPU kernels). The raw
-# Philox bits of `StatelessRandomUniformFullIntV2` for a given key and
-# counter are the same on both, so augpipe's draws are built from those
-# bits: a model compiled with XLA augments exactly like one that is not.
-
-_PHILOX = 1  # the `alg` id of Philox in TensorFlow's random ops
-_FOLD_IN_KEY = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64: keeps fold_in's streams apart from split's
-
-
-def random_bits(shape, seed, dtype=tf.uint32) -> tf.Tensor:
-    """Philox random bits of `shape`, a deterministic function of `seed` `(2,)` int64.
-
-    The key is `seed[0]`; `seed[1]` is the high word of the 128-bit counter,
-    so two seeds that differ only in `seed[1]` read streams 2^64 blocks apart.
-    """
-    seed = tf.cast(seed, tf.int64)
-    key = tf.bitcast(seed[:1], tf.uint64)
-    counter = tf.concat([tf.zeros([1], tf.uint64), tf.bitcast(seed[1:], tf.uint64)], axis=0)
-    return tf.raw_ops.StatelessRandomUniformFullIntV2(shape=shape, key=key, counter=counter, alg=_PHILOX, dtype=dtype)
-
-
-def uniform(shape, seed, minval=0.0, maxval=1.0) -> tf.Tensor:
-    """float32 uniform in `[minval, maxval)` from 24 random bits each, the same under XLA.
-
-    >>> u = uniform([1000], tf.constant([1, 2], tf.int64), -1.0, 1.0)
-    >>> bool(tf.reduce_min(u) >= -1.0) and bool(tf.reduce_max(u) < 1.0)
-    True
-    """
-    unit = tf.cast(tf.bitwise.right_shift(random_bits(shape, seed), tf.constant(8, tf.uint32)), tf.float32) * (1.0 / (1 << 24))
-    return minval + (maxval - minval) * unit
-
-
-def split_seed(seed, num: int = 2) -> tf.Tensor:
-    """`(num, 2)` new seeds from one, the same under XLA (for `tf.random.experimental.stateless_split`)."""
-    return random_bits([num, 2], seed, tf.int64)
-
-
-def fold_in(seed, data) -> tf.Tensor:
-    """A new `(2,)` seed from `seed` and an int, the same under XLA (for `stateless_fold_in`).
-
-    >>> a = fold_in(tf.constant([1, 2], tf.int64), 0)
-    >>> b = fold_in(tf.constant([1, 2], tf.int64), 1)
-    >>> bool(tf.reduce_all(a == b))
-    False
-    """
-    seed = tf.cast(seed, tf.int64)
-    mixed = tf.stack([tf.bitwise.bitwise_xor(seed[0], tf.constant(_FOLD_IN_KEY, tf.int64)),
-                      seed[1] + tf.cast(data, tf.int64)])
-    return random_bits([2], mixed, tf.int64)
-
-
-def keyed_seed(seed: int, stream: int, key) -> tf.Tensor:
-    """A `(2,)` stateless seed from `(seed, stream, epoch, batch index)`; `key` is `(epoch, batch index)`.
-
-    The draw a batch gets depends on which batch it is, never on which
-    thread of a parallel `map` happened to run first.
-
-    >>> a = keyed_seed(0, STREAM_POLICY, tf.constant([3, 7], tf.int64))
-    >>> b = keyed_seed(0, STREAM_MIX, tf.constant([3, 7], tf.int64))
-    >>> bool(tf.reduce_all(a == b))
-    False
-    """
-    key = tf.cast(key, tf.int64)
-    base = tf.constant([int(seed), int(stream)], tf.int64)
-    return tf.random.experimental.stateless_fold_in(
-        tf.random.experimental.stateless_fold_in(base, key[0]), key[1]
-    )
-
-
-def tracing_under_xla() -> bool:
-    """True while tracing inside a function XLA will compile (`tf.function(jit_compile=True)`,
-    which Keras uses for `jit_compile=True`).
-
-    TensorFlow marks such a trace with an XLA control-flow context; it has
-    no public query for it, so this reads the private one and says False if
-    it moved (a test checks that it still answers True under XLA).
-
-    >>> tracing_under_xla()
-    False
-    """
-    try:
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # pragma: no cover - a TensorFlow that moved it
-        return False
-    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
-
+# The random numbers (rng) and the colour ops (colour) have modules of their own; ops names them all.
+from augpipe.augment.colour import *  # noqa: F401,F403
+from augpipe.augment.colour import _per_image, static_or_dynamic
+from augpipe.augment.rng import (  # noqa: F401
+    NOISE_BANK_SIZE,
+    STREAM_MIX,
+    STREAM_POLICY,
+    Stream,
+    fold_in,
+    keyed_seed,
+    random_bits,
+    split_seed,
+    standard_normal_noise,
+    tracing_under_xla,
+    uniform,
+)
 
 def to_float(images: tf.Tensor) -> tf.Tensor:
     """uint8 `[0, 255]` -> float32 `[0, 1]`; float input is taken as `[0, 1]`."""
@@ -400,12 +315,6 @@ def _upsample_weights(size_out, size_in) -> tf.Tensor:
     )
 
 
-def static_or_dynamic(tensor, axis):
-    """The size of `axis`: a Python int when the shape says it, else a tensor."""
-    static = tensor.shape[axis]
-    return int(static) if static is not None else tf.shape(tensor)[axis]
-
-
 def _elastic_basis(height, width, grid_height, grid_width) -> tf.Tensor:
     """`(2 gh gw + 3, H W)`: the coarse grid's interpolation weights (twice:
     for the x and the y displacement), then the output pixels' `x`, `y` and
@@ -520,9 +429,6 @@ def elastic(images, coarse_noise, alphas, matrices=None) -> tf.Tensor:
 # Photometric (float32 [0, 1] in and out)
 
 
-def _per_image(values):
-    return tf.cast(values, tf.float32)[:, None, None, None]
-
 
 def brightness(images, deltas) -> tf.Tensor:
     """Adds `deltas` `(B,)` to every pixel, clipped to [0, 1]."""
@@ -540,58 +446,11 @@ def gamma(images, gammas) -> tf.Tensor:
     return tf.pow(tf.maximum(images, 0.0), _per_image(gammas))
 
 
-# A fixed bank of standard normals, drawn once with a fixed seed. Reading a
-# window of it at a seeded random offset costs a copy; drawing fresh normals
-# (Philox + Box-Muller) costs about 20 times more, and on a small image it
-# was the most expensive step of the noise op.
-NOISE_BANK_SIZE = 1 << 20
-_NOISE_ALIGN = 16
-
-
-@functools.lru_cache(maxsize=1)
-def _noise_bank() -> np.ndarray:
-    return np.random.default_rng(0x6E6F697365).standard_normal(NOISE_BANK_SIZE, dtype=np.float32)
-
-
-def standard_normal_noise(shape, seed) -> tf.Tensor:
-    """N(0, 1) noise of `shape`, a deterministic function of `seed` `(2,)`.
-
-    Up to `NOISE_BANK_SIZE / 2` values are a window of a fixed bank of
-    normals at an offset drawn from `seed` (every value is an exact standard
-    normal draw; windows of different calls overlap, shifted, which an
-    augmentation cannot tell apart from fresh noise); larger requests draw
-    fresh normals.
-    """
-    size = tf.reduce_prod(shape)
-
-    def from_bank():
-        with tf.init_scope():
-            bank = tf.constant(_noise_bank())
-        # Offsets are multiples of 16 floats (64 bytes): an aligned slice
-        # is a view of the bank, not a copy.
-        windows = tf.cast((NOISE_BANK_SIZE - size) // _NOISE_ALIGN + 1, tf.uint32)
-        row = tf.cast(tf.math.floormod(random_bits([], seed), windows), tf.int32)
-        if tracing_under_xla():
-            # XLA's CPU backend copies a dynamic slice one element at a
-            # time (about 60 times slower); a gather of 16-float rows reads
-            # the same window at memcpy speed.
-            rows = tf.reshape(bank, (-1, _NOISE_ALIGN))
-            count = (size + _NOISE_ALIGN - 1) // _NOISE_ALIGN
-            index = tf.minimum(row + tf.range(count), NOISE_BANK_SIZE // _NOISE_ALIGN - 1)
-            return tf.reshape(tf.reshape(tf.gather(rows, index), [-1])[:size], shape)
-        return tf.reshape(tf.slice(bank, [_NOISE_ALIGN * row], [size]), shape)
-
-    def fresh():
-        # Box-Muller on `uniform`'s draws, the same under XLA.
-        u = uniform(tf.concat([[2], tf.reshape(tf.cast(shape, tf.int32), [-1])], axis=0), seed)
-        return tf.sqrt(-2.0 * tf.math.log1p(-u[0])) * tf.cos((2.0 * np.pi) * u[1])
-
-    return tf.cond(size <= NOISE_BANK_SIZE // 2, from_bank, fresh)
-
-
 def gaussian_noise(images, stddevs, seed) -> tf.Tensor:
     """Adds N(0, stddev^2) noise, a deterministic function of `seed` `(2,)`."""
     return add_noise(images, standard_normal_noise(tf.shape(images), seed), stddevs)
+
+
 
 
 def add_noise(images, noise, stddevs) -> tf.Tensor:
@@ -619,138 +478,3 @@ def erase(images, boxes, fill_value=0.0) -> tf.Tensor:
     return erased + tf.cast(fill_value, images.dtype) * (1.0 - keep)
 
 
-# --------------------------------------------------------------------------
-# Colour (float32 [0, 1] in and out; gray images have one channel, colour
-# images three). The PIL counterparts that the papers' code uses are named in
-# each docstring; tests/augment/test_colour_ops.py compares with them.
-# Factor ops are written `x + (f - 1) (x - degenerate)`, which is PIL's
-# `blend(degenerate, x, f)` and is the exact input at `f = 1`.
-
-_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's convert("L")
-
-
-def luminance(images) -> tf.Tensor:
-    """`(B, H, W, 1)`: the gray level of each pixel (the image itself when it has one channel)."""
-    if images.shape[-1] == 1:
-        return images
-    return tf.reduce_sum(images * tf.constant(_LUMA, images.dtype), axis=-1, keepdims=True)
-
-
-def _blend_toward(images, degenerate, factors) -> tf.Tensor:
-    return tf.clip_by_value(images + (_per_image(factors) - 1.0) * (images - degenerate), 0.0, 1.0)
-
-
-def brightness_factor(images, factors) -> tf.Tensor:
-    """Scales every pixel by `factors` `(B,)` (PIL `ImageEnhance.Brightness`)."""
-    return tf.clip_by_value(images * _per_image(factors), 0.0, 1.0)
-
-
-def color(images, factors) -> tf.Tensor:
-    """Saturation: 0 is gray, 1 the input, 2 twice as colourful (PIL `ImageEnhance.Color`)."""
-    return _blend_toward(images, luminance(images), factors)
-
-
-def contrast_factor(images, factors) -> tf.Tensor:
-    """Contrast about the mean gray level: 0 is a flat gray image (PIL `ImageEnhance.Contrast`)."""
-    mean = tf.reduce_mean(luminance(images), axis=[1, 2, 3], keepdims=True)
-    return _blend_toward(images, mean, factors)
-
-
-def _smooth(images) -> tf.Tensor:
-    """PIL's `ImageFilter.SMOOTH` (3x3 kernel [[1,1,1],[1,5,1],[1,1,1]] / 13); border pixels unchanged."""
-    height, width = static_or_dynamic(images, 1), static_or_dynamic(images, 2)
-    # The 3x3 sum from nine shifted views of the zero-padded image (wrong
-    # only on the border, which keeps its pixels), plus 4 x the center.
-    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    total = 4.0 * images
-    for dy in range(3):
-        for dx in range(3):
-            total += padded[:, dy : dy + height, dx : dx + width, :]
-    inner = total / 13.0
-    rows = tf.range(height)[:, None]
-    cols = tf.range(width)[None, :]
-    interior = (rows > 0) & (rows < height - 1) & (cols > 0) & (cols < width - 1)
-    return tf.where(interior[None, :, :, None], inner, images)
-
-
-def sharpness(images, factors) -> tf.Tensor:
-    """0 is the smoothed image, 1 the input, 2 sharper (PIL `ImageEnhance.Sharpness`)."""
-    return _blend_toward(images, _smooth(images), factors)
-
-
-def autocontrast(images) -> tf.Tensor:
-    """Stretches each channel of each image to the full range (PIL `ImageOps.autocontrast`).
-
-    A channel with one value is left as it is.
-    """
-    low = tf.reduce_min(images, axis=[1, 2], keepdims=True)
-    high = tf.reduce_max(images, axis=[1, 2], keepdims=True)
-    spread = high - low
-    stretched = (images - low) / tf.where(spread > 0, spread, 1.0)
-    return tf.where(spread > 0, stretched, images)
-
-
-def _levels(images) -> tf.Tensor:
-    """Grey levels 0-255 as int32."""
-    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.int32)
-
-
-def equalize(images) -> tf.Tensor:
-    """Histogram equalization of each channel of each image, PIL's integer rule (PIL `ImageOps.equalize`).
-
-    All histograms of the batch come from one segment sum and all lookups
-    from one gather; static shapes only.
-    """
-    shape = tf.shape(images)
-    batch, channels = shape[0], shape[3]
-    levels = _levels(images)
-    # One histogram per (image, channel): segment id (b * C + c) * 256 + level.
-    planes = tf.reshape(tf.range(batch * channels), (batch, 1, 1, channels))
-    ids = planes * 256 + levels
-    count = batch * channels
-    histogram = tf.reshape(
-        tf.math.unsorted_segment_sum(tf.ones_like(ids, tf.int32), ids, count * 256), (count, 256))
-    total = tf.reduce_sum(histogram, axis=1, keepdims=True)
-    # PIL: step = (pixels - count of the highest level present) // 255.
-    last = tf.reduce_max(tf.where(histogram > 0, tf.range(256)[None, :], -1), axis=1)
-    last_count = tf.gather(histogram, tf.maximum(last, 0), batch_dims=1)[:, None]
-    step = (total - last_count) // 255
-    before = tf.cumsum(histogram, axis=1, exclusive=True)
-    lut = tf.minimum((step // 2 + before) // tf.maximum(step, 1), 255)
-    lut = tf.where(step > 0, lut, tf.range(256)[None, :])  # one level, or too few pixels: unchanged
-    out = tf.gather(tf.reshape(lut, [-1]), ids)
-    return tf.cast(out, tf.float32) / 255.0
-
-
-def solarize(images, thresholds) -> tf.Tensor:
-    """Inverts every pixel at or above `thresholds` `(B,)` grey levels (0-256; 256 changes nothing; PIL `ImageOps.solarize`)."""
-    above = images * 255.0 >= _per_image(thresholds) - 0.5
-    return tf.where(above, 1.0 - images, images)
-
-
-def solarize_add(images, additions, threshold=128.0) -> tf.Tensor:
-    """Adds `additions` `(B,)` grey levels to pixels below `threshold` levels (the RandAugment paper's op)."""
-    below = images * 255.0 < threshold - 0.5
-    return tf.where(below, tf.minimum(images + _per_image(additions) / 255.0, 1.0), images)
-
-
-def posterize(images, bits) -> tf.Tensor:
-    """Keeps the top `bits` `(B,)` bits (1-8) of each grey level (PIL `ImageOps.posterize`)."""
-    step = tf.pow(2.0, 8.0 - tf.cast(bits, tf.float32))
-    levels = tf.cast(_levels(images), tf.float32)
-    return tf.floor(levels / _per_image(step)) * _per_image(step) / 255.0
-
-
-def grayscale(images) -> tf.Tensor:
-    """The gray level in every channel (PIL `convert("L").convert("RGB")`); gray images are unchanged."""
-    return tf.broadcast_to(luminance(images), tf.shape(images))
-
-
-def hue(images, deltas) -> tf.Tensor:
-    """Rotates the hue by `deltas` `(B,)` turns (as `tf.image.adjust_hue`); gray images are unchanged."""
-    if images.shape[-1] == 1:
-        return images
-    hsv = tf.image.rgb_to_hsv(images)
-    h, s, v = tf.unstack(hsv, num=3, axis=-1)
-    h = tf.math.floormod(h + tf.cast(deltas, tf.float32)[:, None, None], 1.0)
-    return tf.clip_by_value(tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1)), 0.0, 1.0)

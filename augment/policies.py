@@ -29,6 +29,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from augpipe.augment import rng
 from augpipe.augment.engine import GatedPolicy
 from augpipe.augment.op_table import OPS, OpDef, check_op, list_ops
 from augpipe.augment.registry import Policy, get_policy, list_policies, register_policy, serialize_policy
@@ -334,12 +335,10 @@ class AugMixPolicy(Policy):
         self.chain = RandAugmentPolicy(num_ops=self.depth, ops=_ops_argument(ops, AUGMIX_OPS))
 
     def sample(self, batch_size, height, width, strength, seed):
-        from augpipe.augment import ops as ops_module
-
         strength = tf.cast(strength, tf.float32)
-        seeds = ops_module.split_seed(seed, self.width + 1)
+        seeds = rng.split_seed(seed, self.width + 1)
         chains = [self.chain.sample(batch_size, height, width, strength, seeds[i]) for i in range(self.width)]
-        u = ops_module.uniform([batch_size, self.width + 1], seeds[self.width])
+        u = rng.uniform([batch_size, self.width + 1], seeds[self.width])
         # Dirichlet(1, ..., 1): normalized standard exponentials.
         exponentials = -tf.math.log1p(-u[:, : self.width])
         weights = exponentials / tf.reduce_sum(exponentials, axis=1, keepdims=True)

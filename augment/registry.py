@@ -82,9 +82,6 @@ def get_policy(policy, **config) -> Policy:
         ValueError: for an unknown name; the message lists the valid names and
             suggests the closest one.
     """
-    # The built-in policies register themselves when their module is imported.
-    from augpipe.augment import policies  # noqa: F401
-
     if isinstance(policy, Policy):
         return policy
     if isinstance(policy, dict):

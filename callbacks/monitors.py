@@ -8,6 +8,7 @@ from typing import Optional
 import keras
 import numpy as np
 
+from augpipe.augment import ops, rng
 from augpipe.callbacks.order import Stage, Staged
 from augpipe.validation import check_int
 
@@ -134,11 +135,9 @@ class AugmentationImages(Staged, keras.callbacks.Callback):
         """The batch at the layer's current strength, float32 in [0, 1]."""
         import tensorflow as tf
 
-        from augpipe.augment import ops
-
         key = tf.constant([0, 0], tf.int64)
         images = ops.to_float(tf.constant(self.images))
-        return self.layer._augment(images, ops.keyed_seed(self.layer.seed, ops.STREAM_POLICY, key),
+        return self.layer._augment(images, rng.keyed_seed(self.layer.seed, rng.Stream.POLICY, key),
                                    static=self.layer.shapes == "static")
 
     def on_epoch_end(self, epoch, logs=None):
