@@ -2,6 +2,13 @@
 
 Like every op in `ops` (which re-exports these), each takes images `(B, H, W,
 C)` float32 in [0, 1] and per-image parameters, and is deterministic.
+
+Example:
+
+>>> import tensorflow as tf
+>>> images = tf.fill((2, 4, 4, 3), 0.25)
+>>> [round(float(v), 3) for v in solarize(images, tf.constant([20.0, 200.0]))[:, 0, 0, 0]]
+[0.75, 0.25]
 """
 
 from __future__ import annotations

@@ -108,7 +108,8 @@ def tf_fold_in(seed, data) -> tf.Tensor:
     compiles its step or not.
 
     >>> seed = tf.constant([123456789, -7], tf.int64)
-    >>> bool(tf.reduce_all(tf_fold_in(seed, 3) == tf.random.experimental.stateless_fold_in(seed, 3)))
+    >>> three = tf.constant(3, tf.int64)
+    >>> bool(tf.reduce_all(tf_fold_in(seed, three) == tf.random.experimental.stateless_fold_in(seed, three)))
     True
     """
     seed = tf.cast(seed, tf.int64)

@@ -1,14 +1,7 @@
 """Keras callbacks: strength schedules and control, LR control, scheduled evaluation, monitors, plots."""
 
-from augpipe.callbacks.base import RandomStateBackup, StatefulCallback, atomic_write_text
-from augpipe.callbacks.commit import (
-    BestModelCheckpoint,
-    EpochBackup,
-    EpochCommit,
-    committed_epoch,
-    resumable,
-    roll_back_to_commit,
-)
+from augpipe.callbacks.base import RandomStateBackup, StatefulCallback
+from augpipe.callbacks.commit import BestModelCheckpoint, EpochBackup, EpochCommit, resumable
 from augpipe.callbacks.curves import TrainingCurves
 from augpipe.callbacks.evaluation import ScheduledEvaluation, check_no_test_monitor
 from augpipe.callbacks.lr import LearningRateControl, MultiplierSchedule, install_multiplier
@@ -41,9 +34,7 @@ __all__ = [
     "StrengthSpec",
     "ThroughputMonitor",
     "TrainingCurves",
-    "atomic_write_text",
     "check_no_test_monitor",
-    "committed_epoch",
     "constant",
     "cosine",
     "in_working_order",
@@ -52,7 +43,26 @@ __all__ = [
     "parse_schedule",
     "parse_strength",
     "resumable",
-    "roll_back_to_commit",
     "step",
     "working_order_moves",
 ]
+
+
+# Names that moved off this face; the old spelling still works, with a warning.
+_MOVED = {
+    "atomic_write_text": ("augpipe.callbacks.base", "augpipe.callbacks.base.atomic_write_text"),
+    "committed_epoch": ("augpipe.callbacks.commit", "augpipe.callbacks.commit.committed_epoch"),
+    "roll_back_to_commit": ("augpipe.callbacks.commit", "augpipe.callbacks.commit.roll_back_to_commit "
+                            "(resumable() calls it for you)"),
+}
+
+
+def __getattr__(name):
+    if name in _MOVED:
+        import importlib
+        import warnings
+
+        module, new = _MOVED[name]
+        warnings.warn(f"augpipe.callbacks.{name} is deprecated: use {new}.", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module 'augpipe.callbacks' has no attribute {name!r}")

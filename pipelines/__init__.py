@@ -9,16 +9,12 @@ from augpipe.pipelines.pipeline import (
     epoch_order,
 )
 from augpipe.pipelines.files import ImageFiles
-from augpipe.pipelines.sources import (
-    LabeledArrays,
-    Source,
-    SourceOption,
-    load_folder,
-    load_source,
-    read_idx,
-    register_source,
-    source_kinds,
-)
+from augpipe.pipelines.sources import LabeledArrays, Source, SourceOption, load_source, register_source, source_kinds
+
+# The built-in source kinds register themselves on import.
+from augpipe.pipelines import formats, tfds_source  # noqa: E402,F401  isort: skip
+from augpipe.pipelines.folder import load_folder  # noqa: E402  isort: skip
+from augpipe.pipelines.formats import read_idx  # noqa: E402  isort: skip
 from augpipe.pipelines.splits import Split, Splits, fingerprint_images, make_splits
 
 __all__ = [

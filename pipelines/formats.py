@@ -1,4 +1,12 @@
-"""File formats and the MNIST sources: `mnist`, `mnist-embedded`, `idx:DIR` and `npz:FILE`."""
+"""File formats and the MNIST sources: `mnist`, `mnist-embedded`, `idx:DIR` and `npz:FILE`.
+
+Example:
+
+>>> load_npz("no/such/file.npz")
+Traceback (most recent call last):
+...
+FileNotFoundError: npz file not found: 'no/such/file.npz'. ...
+"""
 
 from __future__ import annotations
 

@@ -16,12 +16,27 @@ module so that importing `sources` registers every built-in kind.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from augpipe.pipelines import files as _files
 from augpipe.pipelines.files import ImageFiles
+from augpipe.pipelines.registry import (  # noqa: F401  (the registry's names, where users find them)
+    DATA_DIR_OPTION,
+    DOWNLOAD_OPTION,
+    SourceKind,
+    SourceOption,
+    _KINDS,
+    _query_options,
+    option_owners,
+    register_source,
+    source_help,
+    source_kind,
+    source_kinds,
+    source_options,
+    unregister_source,
+)
 from augpipe.validation import did_you_mean
 
 
@@ -339,151 +354,6 @@ def _as_labels(labels, what: str, count: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-# --------------------------------------------------------------------------
-# The registry of source kinds
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceOption:
-    """One option of a source kind, declared once for the library, the config and the commands.
-
-    Attributes:
-        name: the config field and the command's option (`memory_budget_mb`).
-        help: the command's help text.
-        kind: how a command parses it: `"text"`, `"choice"` (from
-            `choices`), `"int_choice"` (integers from `choices`), `"flag"`,
-            `"count"` (an integer >= 0), `"float_pair"`, `"image_size"`
-            (one or two integers) or `"directory"`.
-        choices: the valid values of a choice.
-        metavar: the command's placeholder (`MB`).
-        flag: the command-line spelling; default `--name-with-dashes`.
-        keyword: the loader's keyword; default `name`.
-        convert: turns a config value into the loader's (`MB` into bytes);
-            None passes it on.
-        query: parses the option from a spec's `?name=value` part (None:
-            not allowed there).
-        resumable: a resume may change it (a cache setting, not the data).
-        command: the commands offer it (False: library and spec only).
-    """
-
-    name: str
-    help: str
-    kind: str = "text"
-    choices: tuple = ()
-    metavar: Optional[str] = None
-    flag: Optional[str] = None
-    keyword: Optional[str] = None
-    convert: Optional[Callable[[Any], Any]] = None
-    query: Optional[Callable[[str], Any]] = None
-    resumable: bool = False
-    command: bool = True
-
-    @property
-    def cli_flag(self) -> str:
-        return self.flag or "--" + self.name.replace("_", "-")
-
-    @property
-    def loader_keyword(self) -> str:
-        return self.keyword or self.name
-
-    def loader_value(self, value):
-        return value if self.convert is None else self.convert(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceKind:
-    """A registered kind of source spec: its usage, its help, its loader and its options."""
-
-    kind: str
-    usage: str
-    help: str
-    load: Callable[..., "Source"]
-    options: tuple = ()
-    argument: bool = True
-
-    def option(self, keyword: str) -> Optional[SourceOption]:
-        return next((o for o in self.options if o.loader_keyword == keyword), None)
-
-
-_KINDS: dict = {}
-
-# Options that more than one kind takes.
-DATA_DIR_OPTION = SourceOption("data_dir", "mnist, tfds: the tensorflow-datasets data directory.", kind="directory")
-DOWNLOAD_OPTION = SourceOption("download", "mnist, tfds: allow downloading the data set.", kind="flag")
-
-
-def register_source(kind: str, *, usage: str, help: str, options: Sequence[SourceOption] = (),
-                    argument: bool = True):
-    """Registers a loader for the spec `kind:ARGUMENT` (or the bare `kind` with `argument=False`).
-
-    The loader is called as `load(argument, **options)`, with the spec's
-    text after `kind:` (its `?query` taken off and parsed into options)
-    and every declared option that was given (None and False are "not
-    given"); it returns a `Source`. Registering a kind twice is an error.
-
-    Example (a source of a few random images, in one decorator):
-
-    >>> @register_source("noise", usage="noise:N", help="N random 8x8 gray images in 2 classes.")
-    ... def load_noise(argument):
-    ...     count = int(argument)
-    ...     images = np.random.default_rng(0).integers(0, 256, (count, 8, 8), np.uint8)
-    ...     return Source.from_arrays(images, np.arange(count) % 2, name="noise")
-    >>> load_source("noise:6").image_shape
-    (8, 8, 1)
-    >>> _ = unregister_source("noise")
-    """
-    if kind in _KINDS:
-        raise ValueError(f"Source kind {kind!r} is already registered. Choose another name.")
-
-    def decorate(load):
-        _KINDS[kind] = SourceKind(kind, usage, help, load, tuple(options), argument)
-        return load
-
-    return decorate
-
-
-def unregister_source(kind: str) -> SourceKind:
-    """Removes a registered kind (tests, plugins); returns its entry."""
-    return _KINDS.pop(kind)
-
-
-def source_kinds() -> tuple:
-    """Every registered `SourceKind`, in registration order."""
-    return tuple(_KINDS.values())
-
-
-def source_options() -> tuple:
-    """Every option of every kind, each once (kinds may share one), in registration order."""
-    seen: dict = {}
-    for entry in _KINDS.values():
-        for option in entry.options:
-            seen.setdefault(option.name, option)
-    return tuple(seen.values())
-
-
-def option_owners(name: str) -> tuple:
-    """The usages of the kinds that take option `name` (a config name or loader keyword)."""
-    return tuple(e.usage for e in _KINDS.values()
-                 if any(name in (o.name, o.loader_keyword) for o in e.options))
-
-
-def source_help() -> str:
-    """The `--source` help of every command: each kind's usage and a few words."""
-    return "Data: " + "; ".join(f"{e.usage} ({e.help.rstrip('.')})" for e in _KINDS.values()) + "."
-
-
-def source_kind(spec) -> SourceKind:
-    """The registered kind of a spec string, or a ValueError listing the valid ones."""
-    text = spec.strip() if isinstance(spec, str) else ""
-    kind, sep, _ = text.partition(":")
-    entry = _KINDS.get(kind)
-    if not text or entry is None or bool(sep) != entry.argument:
-        usages = [e.usage for e in _KINDS.values()]
-        hint = did_you_mean(text, [e.kind + (":" if e.argument else "") for e in _KINDS.values()]) if text else ""
-        raise ValueError(f"Unknown source spec {spec!r}. Expected one of: {', '.join(usages)}.{hint}")
-    return entry
-
-
 def is_folder_spec(spec) -> bool:
     """Whether a source spec is `folder:DIR` (whose options differ: image size, cache, ...).
 
@@ -491,23 +361,6 @@ def is_folder_spec(spec) -> bool:
     (True, False)
     """
     return isinstance(spec, str) and spec.strip().startswith("folder:")
-
-
-def _query_options(entry: SourceKind, spec: str, query: str) -> dict:
-    """The options of a spec's `?name=value&...` part, parsed by the kind's declared options."""
-    from urllib.parse import parse_qsl
-
-    allowed = {o.loader_keyword: o for o in entry.options if o.query is not None}
-    options = {}
-    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
-        if key not in allowed:
-            expected = " or ".join(allowed) if allowed else f"no options after '?' for {entry.usage}"
-            raise ValueError(f"In {spec!r}: unknown option {key!r}. Expected {expected}.{did_you_mean(key, allowed)}")
-        try:
-            options[key] = allowed[key].query(value)
-        except ValueError as error:
-            raise ValueError(f"In {spec!r}: {key}={value!r}. {error}") from None
-    return options
 
 
 def load_source(spec, **options) -> Source:
@@ -591,8 +444,23 @@ def loader_options(spec, values: dict) -> dict:
     return result
 
 
-# The built-in kinds register themselves on import (they import Source from here); their
-# loaders stay reachable under this module's name, where earlier versions defined them.
-from augpipe.pipelines.formats import load_embedded_mnist, load_idx, load_mnist, load_npz, read_idx  # noqa: E402
-from augpipe.pipelines.tfds_source import load_tfds, probe_download_hosts  # noqa: E402
-from augpipe.pipelines.folder import load_folder  # noqa: E402
+# The built-in kinds live in modules of their own (formats, tfds_source, folder), which import
+# this one; the package's __init__ imports them, so they are registered before any lookup.
+_MOVED = {
+    "load_embedded_mnist": "formats", "load_idx": "formats", "load_mnist": "formats", "load_npz": "formats",
+    "read_idx": "formats", "load_tfds": "tfds_source", "probe_download_hosts": "tfds_source",
+    "load_folder": "folder",
+}
+
+
+def __getattr__(name):
+    """The loaders earlier versions defined here, from the modules that hold them now (with a warning)."""
+    import sys
+    import warnings
+
+    if name in _MOVED:
+        new = f"augpipe.pipelines.{_MOVED[name]}"
+        warnings.warn(f"augpipe.pipelines.sources.{name} is deprecated: use {new}.{name}.", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(sys.modules[new], name)
+    raise AttributeError(f"module 'augpipe.pipelines.sources' has no attribute {name!r}")

@@ -1,4 +1,10 @@
-"""tensorflow-datasets sources: `tfds:NAME[:CONFIG][?access=...]`, and a fast-failing download probe."""
+"""tensorflow-datasets sources: `tfds:NAME[:CONFIG][?access=...]`, and a fast-failing download probe.
+
+Example:
+
+>>> str(tfds_data_dir("data/tfds"))
+'data/tfds'
+"""
 
 from __future__ import annotations
 

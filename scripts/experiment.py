@@ -40,6 +40,8 @@ import numpy as np
 import tensorflow as tf
 
 from augpipe import augment, callbacks, pipelines
+from augpipe.callbacks import base as callback_files
+from augpipe.callbacks.commit import roll_back_to_commit
 from augpipe.pipelines import distribute
 from augpipe.scripts.config import (  # noqa: F401  (re-exported: the experiment's public face)
     PLACEMENTS,
@@ -162,7 +164,7 @@ def write_config(config: ExperimentConfig, run_dir: pathlib.Path, data: Data) ->
             "provenance": data.source.provenance,
             "splits": data.splits.summary(),
         }
-        callbacks.atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default))
+        callback_files.atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default))
         return
     saved = json.loads(path.read_text())
     if saved.get("splits", {}).get("train", {}).get("fingerprint") != data.splits.train.fingerprint:
@@ -173,7 +175,7 @@ def write_config(config: ExperimentConfig, run_dir: pathlib.Path, data: Data) ->
     changed = {k: v for k, v in config.options().items()
                if saved["options"].get(k) != _as_saved(v) and k != "resume"}
     saved.setdefault("resumes", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changed": changed})
-    callbacks.atomic_write_text(path, json.dumps(saved, indent=2, default=_json_default))
+    callback_files.atomic_write_text(path, json.dumps(saved, indent=2, default=_json_default))
 
 
 # ----------------------------------------------------------------------------
@@ -369,7 +371,7 @@ def write_report(config: ExperimentConfig, run_dir: pathlib.Path, data: Data, pa
         "splits": {s.name: {"size": len(s), "fingerprint": s.fingerprint} for s in data.splits},
         "options": config.options(),
     }
-    callbacks.atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=_json_default))
+    callback_files.atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=_json_default))
     return report
 
 
@@ -425,7 +427,7 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None,
             strategy = distribute.make_strategy(config.strategy)
             parts = build_experiment_model(config, data, strategy)
             # A kill may have left files of an epoch that was never committed: drop them.
-            initial_epoch = callbacks.roll_back_to_commit(run_dir) if config.resume else 0
+            initial_epoch = roll_back_to_commit(run_dir) if config.resume else 0
             inputs = build_inputs(config, data, parts, strategy, initial_epoch=initial_epoch)
             if inputs.train.service is not None:
                 log(f"tf.data service: dispatcher {inputs.train.service.target} with "

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from augpipe.callbacks.base import atomic_write_text
 from augpipe import augment
 from augpipe import callbacks
 from augpipe.callbacks import schedules
@@ -146,10 +147,10 @@ def test_files_follow_the_umask(tmp_path):
 
     previous = os.umask(0o022)
     try:
-        callbacks.atomic_write_text(tmp_path / "report.json", "{}")
+        atomic_write_text(tmp_path / "report.json", "{}")
         assert stat.S_IMODE(os.stat(tmp_path / "report.json").st_mode) == 0o644
         os.umask(0o077)
-        callbacks.atomic_write_text(tmp_path / "private.json", "{}")
+        atomic_write_text(tmp_path / "private.json", "{}")
         assert stat.S_IMODE(os.stat(tmp_path / "private.json").st_mode) == 0o600
     finally:
         os.umask(previous)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from augpipe.pipelines import Source, load_source, read_idx
-from augpipe.pipelines import sources
+from augpipe.pipelines import formats, sources
 
 
 def write_idx(path, array, magic=None, compress=False, truncate=0):
@@ -245,7 +245,7 @@ def test_idx_label_outside_the_digits_is_an_error_not_a_bigger_class_count(tmp_p
     write_idx(tmp_path / "train-labels-idx1-ubyte", labels)
     with pytest.raises(ValueError, match=r"labels out of range: found 255 at index 7. Expected integers in \[0, 10\)"):
         load_source(f"idx:{tmp_path}")
-    assert sources.load_idx(tmp_path, num_classes=256).num_classes == 256  # when the label set really is larger
+    assert formats.load_idx(tmp_path, num_classes=256).num_classes == 256  # when the label set really is larger
 
 
 def test_train_only_npz_gets_its_test_split_from_make_splits(tmp_path):

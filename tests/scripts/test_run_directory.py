@@ -93,7 +93,6 @@ def test_a_full_disk_or_read_only_directory_is_one_line_and_keeps_what_was_writt
         return real(path, text)
 
     monkeypatch.setattr(base, "atomic_write_text", write)
-    monkeypatch.setattr(experiment.callbacks, "atomic_write_text", write)
     result = invoke("--source", tiny_npz, "--model", "mlp", "--epochs", 2, "--batch-size", 64,
                     "--run-dir", run_dir, "--quiet", "--no-tensorboard")
     assert result.exit_code == 1
