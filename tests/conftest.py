@@ -10,6 +10,21 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+def load_tiny_tfds():
+    """The `tests/helpers/tiny_tfds.py` module: one tiny tensorflow-datasets set for every test that needs one."""
+    import importlib.util
+    import sys
+
+    if "augpipe_tiny_tfds" in sys.modules:  # tensorflow-datasets registers a builder class once per process
+        return sys.modules["augpipe_tiny_tfds"]
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helpers", "tiny_tfds.py")
+    spec = importlib.util.spec_from_file_location("augpipe_tiny_tfds", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["augpipe_tiny_tfds"] = module
+    return module
+
+
 def make_digits(num_per_class=20, num_classes=10, size=12, seed=0):
     """Distinct synthetic uint8 images: a class-dependent bar plus noise."""
     rng = np.random.default_rng(seed)

@@ -203,39 +203,18 @@ def test_wrong_image_rank():
 
 
 def test_tfds_prepared_dataset_loads_offline(tmp_path):
-    """A real tensorflow-datasets builder, prepared locally from arrays (no download)."""
-    import tensorflow_datasets as tfds
+    """A real tensorflow-datasets builder (tests/helpers/tiny_tfds.py), prepared locally (no download)."""
+    from conftest import load_tiny_tfds
 
-    from conftest import make_digits
-
-    images, labels = make_digits(num_per_class=3, size=8)
-
-    class AugpipeTinyDigits(tfds.core.GeneratorBasedBuilder):
-        VERSION = tfds.core.Version("1.0.0")
-
-        def _info(self):
-            return tfds.core.DatasetInfo(
-                builder=self,
-                features=tfds.features.FeaturesDict({
-                    "image": tfds.features.Image(shape=(8, 8, 1)),
-                    "label": tfds.features.ClassLabel(names=[f"c{i}" for i in range(10)]),
-                }),
-                supervised_keys=("image", "label"),
-            )
-
-        def _split_generators(self, dl_manager):
-            return {"train": self._generate_examples(0, 24), "test": self._generate_examples(24, 30)}
-
-        def _generate_examples(self, start, stop):
-            for i in range(start, stop):
-                yield i, {"image": images[i], "label": int(labels[i])}
-
-    AugpipeTinyDigits(data_dir=str(tmp_path)).download_and_prepare()
-    source = load_source("tfds:augpipe_tiny_digits", data_dir=tmp_path)
-    assert source.images.shape == (24, 8, 8, 1) and source.num_classes == 10
-    assert source.class_names[3] == "c3" and len(source.official_test.images) == 6
-    assert "tfds:augpipe_tiny_digits" in source.provenance and str(tmp_path) in source.provenance
-    assert sorted(map(bytes, source.images.reshape(24, -1))) == sorted(map(bytes, images[:24].reshape(24, -1)))
+    tiny = load_tiny_tfds()
+    tiny.build(tmp_path, "tfrecord")
+    source = load_source(f"tfds:{tiny.NAME}", data_dir=tmp_path)
+    assert source.images.shape == (60, 8, 8, 1) and source.num_classes == 3
+    assert source.class_names == ("left", "middle", "right") and len(source.official_test.images) == 15
+    assert f"tfds:{tiny.NAME}" in source.provenance and str(tmp_path) in source.provenance
+    # The pixels survived the round trip: each image's bright column is its class's.
+    columns = source.images[..., 0].min(axis=1).argmax(axis=1)
+    np.testing.assert_array_equal(columns, 1 + 3 * source.labels)
 
 
 def test_idx_label_outside_the_digits_is_an_error_not_a_bigger_class_count(tmp_path):

@@ -1,22 +1,16 @@
 """tfds:NAME?access=random: a tensorflow-datasets set read record by record, built locally (no download)."""
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
 from augpipe.pipelines import build_pipeline, build_training_pipeline, load_source, make_splits
 from augpipe.pipelines.records import RecordImages
 
-HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers", "tiny_tfds.py")
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("augpipe_tiny_tfds", HELPER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from conftest import load_tiny_tfds
+
+    module = load_tiny_tfds()
     records_dir = tmp_path_factory.mktemp("tfds_array_record")
     tfrecord_dir = tmp_path_factory.mktemp("tfds_tfrecord")
     module.build(records_dir, "array_record")
