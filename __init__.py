@@ -7,12 +7,14 @@ The repository's top-level folders install as one package, ``augpipe``:
 Importing ``augpipe`` registers every Keras object it defines (the ``Augment``
 layer, the learning-rate schedule) under the ``augpipe`` package name, so
 ``keras.models.load_model("best.keras")`` works after ``import augpipe``.
-The command-line tools live in ``augpipe.scripts``.
+The command-line tools live in ``augpipe.scripts``; the package root imports
+nothing from them.
 """
 
 from importlib import metadata as _metadata
 
-from augpipe.scripts import _startup
+# Before anything imports TensorFlow: a command's first screen without TensorFlow's startup notices.
+from augpipe import _startup
 
 _startup.quiet_tensorflow_startup()
 

@@ -120,3 +120,40 @@ def test_a_new_source_is_one_decorator_and_reaches_the_commands_options(tmp_path
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="Unknown source spec 'noise:x'"):
             pipelines.load_source("noise:x")
+
+
+def _design_example(marker: str) -> str:
+    import re
+
+    text = (ROOT / "docs" / "design.md").read_text()
+    start = text.rindex("```python", 0, text.index(marker))
+    return re.match(r"```python\n(.*?)```", text[start:], re.S).group(1).replace("\n    ", "\n")
+
+
+def test_the_design_pages_callback_example_is_sorted_and_checked(tmp_path):
+    import keras
+    import numpy as np
+
+    namespace = {}
+    exec(compile(_design_example("# gradnorm.py"), "design.md", "exec"), namespace)
+    norm, logger = namespace["WeightNorm"](), keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))
+    assert callbacks.in_working_order([logger, norm]) == [norm, logger]
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((8, 4), np.float32), np.zeros((8, 2), np.float32)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=callbacks.in_working_order([logger, norm]))
+    assert "weight_norm" in (tmp_path / "log.csv").read_text().splitlines()[0]
+    curves = callbacks.TrainingCurves(tmp_path / "curves.png")
+    with pytest.raises(ValueError, match="WeightNorm must come before TrainingCurves.*loggers record"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[curves, namespace["WeightNorm"]()])
+
+
+def test_the_design_pages_source_example_registers_and_loads():
+    namespace = {}
+    exec(compile(_design_example("# mysources.py"), "design.md", "exec"), namespace)
+    try:
+        assert len(pipelines.load_source("noise:a?noise_count=6")) == 6
+        with pytest.raises(ValueError, match="noise_count apply to noise:NAME sources"):
+            pipelines.load_source("mnist", noise_count=6)
+    finally:
+        pipelines.sources.unregister_source("noise")

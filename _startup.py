@@ -9,6 +9,15 @@ TensorFlow through :func:`quiet_tensorflow_startup`, which drops exactly those
 notices and passes every other line through. Library users are not affected:
 the filter runs only for the commands, and never when TensorFlow is already
 imported.
+
+It sits at the package root, not in ``scripts``: the package imports it
+before anything else, and the library never imports its commands. The name
+of the running program (``sys.argv[0]``) is the one signal there is at that
+moment: a console script imports ``augpipe`` (and with it TensorFlow)
+before its ``main`` runs.
+
+>>> running_a_command(["/usr/bin/python3"]), running_a_command(["/venv/bin/run-mnist"])
+(False, True)
 """
 
 from __future__ import annotations
