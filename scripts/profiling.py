@@ -34,7 +34,9 @@ from augpipe.scripts.profile_stages import (  # noqa: F401  (re-exported: earlie
     geometric_layer,
     keras_chain,
     load_user_model,
+    mapped_stage,
     measure_input_bound,
+    raw_stage,
     verdict,
 )
 from augpipe.validation import check_int
