@@ -5,6 +5,7 @@ from augpipe.callbacks.commit import BestModelCheckpoint, EpochBackup, EpochComm
 from augpipe.callbacks.curves import TrainingCurves
 from augpipe.callbacks.evaluation import ScheduledEvaluation, check_no_test_monitor
 from augpipe.callbacks.lr import LearningRateControl, MultiplierSchedule, install_multiplier
+from augpipe.callbacks.probe import ProbeEvaluation, probe_figures
 from augpipe.callbacks.order import Stage, in_working_order, working_order_moves
 from augpipe.callbacks.monitors import AugmentationImages, ThroughputMonitor
 from augpipe.callbacks.safety import EpochLine, GracefulInterrupt, NonFiniteLossError, StopOnNonFiniteLoss
@@ -24,6 +25,7 @@ __all__ = [
     "LearningRateControl",
     "MultiplierSchedule",
     "NonFiniteLossError",
+    "ProbeEvaluation",
     "RandomStateBackup",
     "Schedule",
     "ScheduledEvaluation",
@@ -42,6 +44,7 @@ __all__ = [
     "linear",
     "parse_schedule",
     "parse_strength",
+    "probe_figures",
     "resumable",
     "step",
     "working_order_moves",

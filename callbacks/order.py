@@ -33,6 +33,7 @@ class Stage(enum.IntEnum):
     EPOCH_SYNC = 0  # the training pipeline's epoch counter (pipelines.EpochSync)
     LEARNING_RATE = 10  # installs its schedule before the backup restores the optimizer
     BACKUP = 20  # restores weights, optimizer and random states on a resume
+    PROBE = 25  # measures the model on the probe, before the controllers read it
     CONTROL = 30  # strength controllers and schedules: restored state, then decisions
     SAFETY = 40  # non-finite loss, Ctrl-C
     STOPPING = 50  # early stopping
@@ -144,10 +145,11 @@ def _flatten(items):
 
 
 # The orders that matter, checked when a list reaches fit unsorted: (earlier, later) -> why.
-_WRITERS = (Stage.LEARNING_RATE, Stage.CONTROL, Stage.EVALUATION, Stage.MONITOR)
+_WRITERS = (Stage.LEARNING_RATE, Stage.PROBE, Stage.CONTROL, Stage.EVALUATION, Stage.MONITOR)
 RULES = {
     (Stage.LEARNING_RATE, Stage.BACKUP): "it installs its schedule on the optimizer, which the backup restores",
     (Stage.STOPPING, Stage.EVALUATION): "the evaluation must know when early stopping ends the run",
+    (Stage.PROBE, Stage.CONTROL): "the strength controller reads the probe's figures",
     **{(writer, Stage.LOGGER): "the loggers record the keys it writes" for writer in _WRITERS},
     **{(stage, Stage.COMMIT): "the commit marker comes after every file of the epoch"
        for stage in Stage if stage != Stage.COMMIT},

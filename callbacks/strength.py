@@ -8,7 +8,7 @@ from typing import Callable, Optional, Union
 
 import keras
 
-from augpipe.validation import check_int, check_unit
+from augpipe.validation import check_int, check_unit, did_you_mean
 from augpipe.callbacks.base import (
     StatefulCallback,
     check_not_test_key,
@@ -19,6 +19,20 @@ from augpipe.callbacks.order import Stage, Staged
 from augpipe.callbacks.schedules import Schedule, constant, parse_schedule
 
 ACCURACY_KEYS = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "acc")
+# The built-in signals: the log keys each reads (accuracy_gap finds its accuracy key), and the default targets.
+SIGNALS = ("accuracy_gap", "loss_ratio", "probe_gap", "probe_loss_gap", "probe_confidence")
+SIGNAL_KEYS = {
+    "loss_ratio": ("loss", "val_loss"),
+    "probe_gap": ("probe_accuracy", "val_accuracy"),
+    "probe_loss_gap": ("probe_loss", "val_loss"),
+    "probe_confidence": ("probe_confident",),
+}
+# accuracy_gap: see the class docstring. The probe signals' targets are provisional until the strength study.
+DEFAULT_TARGETS = {"accuracy_gap": -0.02, "loss_ratio": 1.0, "probe_gap": 0.01, "probe_loss_gap": 0.02,
+                   "probe_confidence": 0.6}
+# A dead band around the target: a probe's gap is the difference of two small samples' figures, and a
+# sign integrator would walk on their noise (provisional, like the probe targets).
+DEFAULT_TOLERANCES = {"probe_gap": 0.02, "probe_loss_gap": 0.05, "probe_confidence": 0.05}
 
 
 
@@ -90,6 +104,11 @@ class AdaptiveStrength(StatefulCallback):
           measured on augmented batches, so stronger augmentation closes the
           gap.
         - `"loss_ratio"`: val loss / train loss.
+        - `"probe_gap"`: probe accuracy - val accuracy, both clean and in
+          inference mode (`callbacks.ProbeEvaluation` before this callback);
+          `"probe_loss_gap"`: val loss - probe loss.
+        - `"probe_confidence"`: the share of probe images known with high
+          confidence (StyleGAN2-ADA's r_t); needs no validation.
         - a callable `logs -> float`.
 
     Defaults and why: `target_value=-0.02` for the accuracy gap. Train
@@ -118,6 +137,9 @@ class AdaptiveStrength(StatefulCallback):
         speed: strength change per epoch.
         min_strength, max_strength: clamps.
         warmup_epochs: epochs at the initial strength before control starts.
+        tolerance: a dead band: the strength holds while the signal is
+            within `tolerance` of the target (default 0, and 0.02-0.05 for
+            the probe signals).
         initial_strength: the starting strength (the target's value if None).
         state_dir: where to keep resumable state (the backup directory).
         verbose: 1 prints each decision.
@@ -146,17 +168,23 @@ class AdaptiveStrength(StatefulCallback):
         initial_strength: Optional[float] = None,
         state_dir=None,
         verbose: int = 0,
+        tolerance: Optional[float] = None,
     ):
         super().__init__(state_dir=state_dir, state_name="adaptive_strength")
         self.variable = strength_variable(target)
-        if not (callable(signal) or signal in ("accuracy_gap", "loss_ratio")):
+        if not (callable(signal) or signal in SIGNALS):
             raise ValueError(
-                f"Received: signal={signal!r}. Expected 'accuracy_gap', 'loss_ratio' or a callable logs -> float."
+                f"Received: signal={signal!r}. Expected one of {', '.join(SIGNALS)}, or a callable logs -> float."
             )
         self.signal = signal
         if target_value is None:
-            target_value = 1.0 if signal == "loss_ratio" else -0.02
+            target_value = DEFAULT_TARGETS.get(signal, 0.0)
         self.target_value = float(target_value)
+        if tolerance is None:
+            tolerance = DEFAULT_TOLERANCES.get(signal, 0.0) if isinstance(signal, str) else 0.0
+        if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < math.inf):
+            raise ValueError(f"Received: tolerance={tolerance!r}. Expected a float >= 0.")
+        self.tolerance = float(tolerance)
         if not float(speed) > 0:
             raise ValueError(f"Received: speed={speed!r}. Expected a float > 0.")
         self.speed = float(speed)
@@ -178,9 +206,7 @@ class AdaptiveStrength(StatefulCallback):
     def monitored_keys(self):
         if callable(self.signal):
             return []
-        if self.signal == "loss_ratio":
-            return ["loss", "val_loss"]
-        return ["accuracy", "val_accuracy"]
+        return list(SIGNAL_KEYS.get(self.signal, ("accuracy", "val_accuracy")))
 
     def reset(self):
         start = self.initial_strength
@@ -205,8 +231,8 @@ class AdaptiveStrength(StatefulCallback):
         logs = without_test_keys(logs)
         if callable(self.signal):
             return float(self.signal(logs))
-        if self.signal == "loss_ratio":
-            keys = ("loss", "val_loss")
+        if self.signal in SIGNAL_KEYS:
+            keys = SIGNAL_KEYS[self.signal]
         else:
             train_key = next((k for k in ACCURACY_KEYS if k in logs), None)
             keys = (train_key or "accuracy", f"val_{train_key or 'accuracy'}")
@@ -215,16 +241,22 @@ class AdaptiveStrength(StatefulCallback):
         if missing and not validated and all(k.startswith("val_") for k in missing):
             return float("nan")  # no validation this epoch (validation_freq > 1): hold the strength
         if missing:
+            probe = " and a ProbeEvaluation before this controller" if self.signal.startswith("probe") else ""
             raise ValueError(
                 f"AdaptiveStrength(signal={self.signal!r}) needs {list(keys)} in the epoch logs, "
                 f"but {missing} is missing (logs have {sorted(logs)}). Compile with "
-                "metrics=['accuracy'] and pass validation_data to fit."
+                f"metrics=['accuracy'] and pass validation_data to fit{probe}."
             )
         for key in keys:
             check_not_test_key(key, "AdaptiveStrength")
-        train, val = float(logs[keys[0]]), float(logs[keys[1]])
+        values = [float(logs[key]) for key in keys]
+        if self.signal == "probe_confidence":
+            return values[0]
+        train, val = values
         if self.signal == "loss_ratio":
             return val / train if train > 0 else float("inf")
+        if self.signal == "probe_loss_gap":
+            return val - train
         return train - val
 
     def raise_strength(self, amount: float) -> bool:
@@ -247,7 +279,7 @@ class AdaptiveStrength(StatefulCallback):
         self.last_signal = signal
         if epoch + 1 > self.warmup_epochs and math.isfinite(signal):
             error = signal - self.target_value
-            direction = (error > 0) - (error < 0)
+            direction = 0 if abs(error) <= self.tolerance else (error > 0) - (error < 0)
             self.strength = min(max(self.strength + self.speed * direction, self.min_strength), self.max_strength)
         self.variable.assign(self.strength)
         if logs is not None:
@@ -267,7 +299,8 @@ ADAPTIVE_INITIAL_STRENGTH = 0.3
 # Hold it while the first epochs' fast learning dominates the gap signal.
 ADAPTIVE_WARMUP_EPOCHS = 2
 STRENGTH_HELP = (
-    "'adaptive' (closed-loop control), 'off', a number or 'constant:X', or a schedule: "
+    "'adaptive' (closed-loop control; adaptive:SIGNAL picks its signal: accuracy_gap, loss_ratio, probe_gap, "
+    "probe_loss_gap, probe_confidence), 'off', a number or 'constant:X', or a schedule: "
     "linear:START:END:EPOCHS, cosine:START:END:EPOCHS, step:V1,V2,...:EVERY."
 )
 
@@ -288,6 +321,12 @@ class StrengthSpec:
     kind: str
     initial: float
     schedule: Optional[Schedule] = None
+    signal: str = "accuracy_gap"
+
+    @property
+    def needs_probe(self) -> bool:
+        """Whether its controller reads the probe (`callbacks.ProbeEvaluation`)."""
+        return self.kind == "adaptive" and self.signal.startswith("probe")
 
     @property
     def fixed(self) -> Optional[float]:
@@ -301,7 +340,8 @@ class StrengthSpec:
     def callback(self, target, state_dir=None) -> keras.callbacks.Callback:
         """The callback that sets the strength of `target` (an `Augment` layer) every epoch."""
         if self.kind == "adaptive":
-            return AdaptiveStrength(target, warmup_epochs=ADAPTIVE_WARMUP_EPOCHS, state_dir=state_dir)
+            return AdaptiveStrength(target, signal=self.signal, warmup_epochs=ADAPTIVE_WARMUP_EPOCHS,
+                                    state_dir=state_dir)
         return StrengthSchedule(target, self.schedule if self.kind == "schedule" else constant(0.0))
 
 
@@ -315,8 +355,12 @@ def parse_strength(spec) -> StrengthSpec:
     (0.3, 0.5, None)
     """
     text = str(spec).strip() if isinstance(spec, (str, int, float)) and not isinstance(spec, bool) else None
-    if text == "adaptive":
-        return StrengthSpec(text, "adaptive", ADAPTIVE_INITIAL_STRENGTH)
+    if text is not None and text.split(":")[0] == "adaptive":
+        signal = text.partition(":")[2] or "accuracy_gap"
+        if signal not in SIGNALS:
+            raise ValueError(f"Invalid strength {text!r}: unknown signal {signal!r}. Expected adaptive or "
+                             f"adaptive:SIGNAL with SIGNAL one of {', '.join(SIGNALS)}.{did_you_mean(signal, SIGNALS)}")
+        return StrengthSpec(text, "adaptive", ADAPTIVE_INITIAL_STRENGTH, signal=signal)
     if text == "off":
         return StrengthSpec(text, "off", 0.0)
     if text is None:

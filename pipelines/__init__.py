@@ -15,7 +15,7 @@ from augpipe.pipelines.sources import LabeledArrays, Source, SourceOption, load_
 from augpipe.pipelines import formats, tfds_source  # noqa: E402,F401  isort: skip
 from augpipe.pipelines.folder import load_folder  # noqa: E402  isort: skip
 from augpipe.pipelines.formats import read_idx  # noqa: E402  isort: skip
-from augpipe.pipelines.splits import Split, Splits, fingerprint_images, make_splits
+from augpipe.pipelines.splits import Split, Splits, fingerprint_images, make_probe, make_splits
 
 __all__ = [
     "EpochCounter",
@@ -33,6 +33,7 @@ __all__ = [
     "fingerprint_images",
     "load_folder",
     "load_source",
+    "make_probe",
     "make_splits",
     "read_idx",
     "register_source",

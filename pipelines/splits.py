@@ -222,3 +222,43 @@ def make_splits(source: Source, *, val_size=None, test_size=None, seed: int = 0)
         provenance=source.provenance,
         test_is_official=has_official,
     )
+
+
+# A stream id of its own, so the probe's draw never equals a split's permutation.
+_PROBE_STREAM = 0x70726F6265
+
+
+def make_probe(train: Split, size: int = 256, seed: int = 0) -> Split:
+    """A fixed, stratified sample of training images: the probe a strength signal evaluates clean.
+
+    The probe stays in training (its images are training images); it is
+    only evaluated, never augmented, in inference mode next to validation,
+    so "probe vs val" compares one model in one mode on seen and unseen
+    images. It is drawn from `train` alone and cannot hold a val or test
+    image. The same split and seed give the same probe.
+
+    Args:
+        train: the training split.
+        size: how many images (at most the split's size).
+        seed: seeds the draw.
+
+    Example:
+
+    >>> from augpipe.pipelines import load_source
+    >>> splits = make_splits(load_source("mnist-embedded"), seed=0)
+    >>> probe = make_probe(splits.train, size=200, seed=0)
+    >>> len(probe), probe.name, probe.class_counts()[:3]
+    (200, 'probe', [20, 20, 20])
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"Received: size={size!r}. Expected a positive number of probe images.")
+    size = min(int(size), len(train))
+    counts = np.bincount(train.labels, minlength=train.num_classes)
+    present = np.flatnonzero(counts)
+    per_class = _allocate(counts[present], size)
+    rng = np.random.default_rng([int(seed), _PROBE_STREAM])
+    chosen = [rng.choice(np.flatnonzero(train.labels == cls), n, replace=False)
+              for cls, n in zip(present, per_class) if n]
+    positions = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+    indices = None if train.indices is None else train.indices[positions]
+    return Split("probe", train.images[positions], train.labels[positions], train.num_classes, indices)

@@ -94,6 +94,11 @@ class Inputs:
     val: tf.data.Dataset
     test: tf.data.Dataset
     initial_epoch: int
+    probe: Optional[tf.data.Dataset] = None  # clean training images, for a probe-based strength signal
+
+
+# Training images a probe-based strength signal evaluates clean each epoch (see callbacks.ProbeEvaluation).
+PROBE_SIZE = 256
 
 
 # ----------------------------------------------------------------------------
@@ -243,7 +248,11 @@ def build_inputs(config: ExperimentConfig, data: Data, parts: ModelParts, strate
         raise RunError(str(error)) from None
     val = pipelines.build_pipeline(data.splits.val, batch_size=config.batch_size, training=False, one_hot=config.mixup)
     test = pipelines.build_pipeline(data.splits.test, batch_size=config.batch_size, training=False, one_hot=config.mixup)
-    return Inputs(train, val, test, initial_epoch)
+    probe = None
+    if callbacks.parse_strength(config.strength).needs_probe:
+        probe_split = pipelines.make_probe(data.splits.train, size=PROBE_SIZE, seed=config.seed)
+        probe = pipelines.build_pipeline(probe_split, batch_size=config.batch_size, training=False)
+    return Inputs(train, val, test, initial_epoch, probe)
 
 
 def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: ModelParts, inputs: Inputs,
@@ -269,6 +278,7 @@ def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: Mode
                                                state_dir=backup_dir)
     found = [
         inputs.train.epoch_sync,
+        None if inputs.probe is None else callbacks.ProbeEvaluation(inputs.probe),
         callbacks.LearningRateControl(
             warmup_epochs=min(2, max(horizon - 1, 0)), decay="cosine", total_epochs=horizon, min_multiplier=0.02,
             state_dir=backup_dir, strength_controller=strength if isinstance(strength, callbacks.AdaptiveStrength)
