@@ -253,3 +253,36 @@ class RandomStateBackup(StatefulCallback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.save_state(epoch + 1)
+
+
+# ----------------------------------------------------------------------------
+# The order checks of earlier versions, for code that called them (deprecated: see callbacks.order).
+
+
+def _deprecated(name: str, new: str) -> None:
+    import warnings
+
+    warnings.warn(f"augpipe.callbacks.base.{name} is deprecated: {new}", DeprecationWarning, stacklevel=3)
+
+
+def find_sibling_callbacks(callback) -> Optional[list]:
+    """Deprecated: the list `in_working_order` gave the callback (None if it gave none)."""
+    _deprecated("find_sibling_callbacks", "use the callback's fit_callbacks, set by callbacks.in_working_order.")
+    return getattr(callback, "fit_callbacks", None)
+
+
+def check_order(callback, siblings, *, after=(), before=(), why: str = "") -> None:
+    """Deprecated: raises when `callback` is not after every `after` and before every `before` type in `siblings`."""
+    _deprecated("check_order", "declare a stage (callbacks.Stage) and sort with callbacks.in_working_order.")
+    if siblings is None or callback not in siblings:
+        return
+    position = siblings.index(callback)
+    for index, other in enumerate(siblings):
+        late = index > position and bool(after) and isinstance(other, tuple(after))
+        early = index < position and bool(before) and isinstance(other, tuple(before))
+        if late or early:
+            relation = "after" if late else "before"
+            raise ValueError(
+                f"{type(callback).__name__} must come {relation} {type(other).__name__} in the callback list"
+                f"{': ' + why if why else ''}. Move it {relation} {type(other).__name__}."
+            )

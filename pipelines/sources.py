@@ -447,6 +447,7 @@ def loader_options(spec, values: dict) -> dict:
 # The built-in kinds live in modules of their own (formats, tfds_source, folder), which import
 # this one; the package's __init__ imports them, so they are registered before any lookup.
 _MOVED = {
+    "DOWNLOAD_PROBE_HOSTS": "tfds_source", "DOWNLOAD_PROBE_TIMEOUT_S": "tfds_source",
     "load_embedded_mnist": "formats", "load_idx": "formats", "load_mnist": "formats", "load_npz": "formats",
     "read_idx": "formats", "load_tfds": "tfds_source", "probe_download_hosts": "tfds_source",
     "load_folder": "folder",
@@ -463,4 +464,8 @@ def __getattr__(name):
         warnings.warn(f"augpipe.pipelines.sources.{name} is deprecated: use {new}.{name}.", DeprecationWarning,
                       stacklevel=2)
         return getattr(sys.modules[new], name)
+    if name == "SPEC_KINDS":
+        warnings.warn("augpipe.pipelines.sources.SPEC_KINDS is deprecated: use source_kinds().", DeprecationWarning,
+                      stacklevel=2)
+        return tuple(kind.usage for kind in source_kinds())
     raise AttributeError(f"module 'augpipe.pipelines.sources' has no attribute {name!r}")

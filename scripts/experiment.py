@@ -483,3 +483,34 @@ def summary_table(report: dict) -> str:
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+# Names earlier versions defined here (deprecated).
+def __getattr__(name):
+    import warnings
+
+    from augpipe.callbacks import strength as _strength
+
+    moved = {
+        "ADAPTIVE_INITIAL_STRENGTH": ("augpipe.callbacks.strength.ADAPTIVE_INITIAL_STRENGTH",
+                                      lambda: _strength.ADAPTIVE_INITIAL_STRENGTH),
+        "ADAPTIVE_WARMUP_EPOCHS": ("augpipe.callbacks.strength.ADAPTIVE_WARMUP_EPOCHS",
+                                   lambda: _strength.ADAPTIVE_WARMUP_EPOCHS),
+        "FOLDER_OPTIONS": ("augpipe.pipelines.folder.FOLDER_OPTIONS (SourceOption records)",
+                           lambda: tuple(o.name for o in pipelines.folder.FOLDER_OPTIONS if o.command)),
+        "parse_strength": ("augpipe.callbacks.parse_strength, which returns a StrengthSpec", lambda: _parse_strength),
+    }
+    if name not in moved:
+        raise AttributeError(f"module 'augpipe.scripts.experiment' has no attribute {name!r}")
+    new, value = moved[name]
+    warnings.warn(f"augpipe.scripts.experiment.{name} is deprecated: use {new}.", DeprecationWarning, stacklevel=2)
+    return value()
+
+
+def _parse_strength(spec: str) -> tuple:
+    """The earlier `(kind, initial strength, schedule)` of a strength spec."""
+    try:
+        parsed = callbacks.parse_strength(spec)
+    except ValueError as error:
+        raise ConfigError(f"Invalid <strength> {spec!r}: {error}") from None
+    return parsed.kind, parsed.initial, parsed.schedule

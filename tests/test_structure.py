@@ -157,3 +157,34 @@ def test_the_design_pages_source_example_registers_and_loads():
             pipelines.load_source("mnist", noise_count=6)
     finally:
         pipelines.sources.unregister_source("noise")
+
+
+@pytest.mark.parametrize("module,name", [
+    ("augpipe.scripts.experiment", "parse_strength"),
+    ("augpipe.scripts.experiment", "ADAPTIVE_INITIAL_STRENGTH"),
+    ("augpipe.scripts.experiment", "FOLDER_OPTIONS"),
+    ("augpipe.pipelines.sources", "SPEC_KINDS"),
+    ("augpipe.pipelines.sources", "load_idx"),
+    ("augpipe.pipelines.sources", "DOWNLOAD_PROBE_HOSTS"),
+])
+def test_module_names_of_earlier_versions_still_work_with_a_deprecation_message(module, name):
+    import importlib
+
+    with pytest.warns(DeprecationWarning, match=f"{name} is deprecated"):
+        value = getattr(importlib.import_module(module), name)
+    assert value is not None
+    if name == "parse_strength":
+        assert value("constant:0.4")[:2] == ("schedule", 0.4)
+    if name == "FOLDER_OPTIONS":
+        assert "memory_budget_mb" in value and "extensions" not in value
+
+
+def test_the_old_order_helpers_warn_and_still_answer():
+    from augpipe.callbacks import base
+
+    early, late = callbacks.StrengthSchedule(augment.Augment("none"), "constant:0"), callbacks.EpochCommit("b")
+    with pytest.warns(DeprecationWarning, match="check_order is deprecated"):
+        with pytest.raises(ValueError, match="EpochCommit must come after StrengthSchedule"):
+            base.check_order(late, [late, early], after=(callbacks.StrengthSchedule,))
+    with pytest.warns(DeprecationWarning, match="find_sibling_callbacks is deprecated"):
+        assert base.find_sibling_callbacks(early) is None
