@@ -90,8 +90,12 @@ class ProbeEvaluation(Staged, keras.callbacks.Callback):
 
     def __init__(self, dataset, confidence: float = 0.9, from_logits=None, prefix: str = PREFIX):
         super().__init__()
-        self.dataset = dataset.map(lambda images, labels: images)
-        self.labels = np.concatenate([np.asarray(labels).reshape(len(labels), -1) for _, labels in dataset])
+        batches = [(np.asarray(images), np.asarray(labels)) for images, labels in dataset]
+        # Held as one tensor and run through one compiled call: Keras' predict() sets up an iterator
+        # every time, which cost more than the model on a few hundred images.
+        self.images = np.concatenate([images for images, _ in batches]) if batches else np.zeros((0,))
+        self.labels = np.concatenate([labels.reshape(len(labels), -1) for _, labels in batches]) if batches \
+            else np.zeros((0, 1))
         if self.labels.shape[1] > 1:  # one-hot or soft targets
             self.labels = self.labels.argmax(axis=1)
         self.labels = self.labels.reshape(-1).astype(np.int64)
@@ -101,10 +105,21 @@ class ProbeEvaluation(Staged, keras.callbacks.Callback):
         self.from_logits = from_logits
         self.prefix = prefix
         self.last = None
+        self._forward = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        import tensorflow as tf
+
+        model = self.model
+        self._forward = tf.function(lambda images: model(images, training=False))
 
     def evaluate(self) -> dict:
-        outputs = self.model.predict(self.dataset, verbose=0)
-        return probe_figures(outputs, self.labels, self.confidence, self.from_logits)
+        """The probe's figures for the model's current weights (inference mode, no augmentation)."""
+        if self._forward is None:
+            self.on_train_begin()
+        outputs = self._forward(self.images)
+        return probe_figures(np.asarray(outputs, np.float64), self.labels, self.confidence, self.from_logits)
 
     def on_epoch_end(self, epoch, logs=None):
         self.last = self.evaluate()
