@@ -60,12 +60,16 @@ from augpipe.scripts.rundir import (  # noqa: F401  (re-exported)
     _describe,
     _forget_if_nothing_trained,
     default_run_dir,
+    finish_replacement,
     is_augpipe_run,
     lock_run_dir,
     open_run_dir,
     original_epochs,
     prepare_run_dir,
+    recover_replaced,
+    replaced_path,
     resolve_resume,
+    restore_replaced,
 )
 
 @dataclasses.dataclass
@@ -408,11 +412,16 @@ def load_best_model(path) -> keras.Model:
 
 
 def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None,
-                   log: Optional[Callable[[str], None]] = None) -> tuple:
+                   log: Optional[Callable[[str], None]] = None,
+                   notice: Optional[Callable[[str], None]] = None) -> tuple:
     """Runs every stage in order; returns `(report, run_dir)`.
 
     `explicit` names the options the caller set on purpose (a resume keeps
-    the saved value of every other one). `log` receives progress lines.
+    the saved value of every other one). `log` receives progress lines,
+    `notice` the lines that must be seen even when progress is quiet (an old
+    run put back after an interrupted `overwrite`), as templates that name
+    options `<name>` (`ExperimentError(line).render(spell)`); by default
+    they go to `log`, spelled for Python.
 
     Raises:
         ConfigError: bad options.
@@ -420,7 +429,15 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None,
         Interrupted: Ctrl-C at a safe point; the backup is kept.
     """
     log = log or (lambda message: None)
+    notice = notice or (lambda message: log(ExperimentError(message).render()))
     check_config(config)
+    run_dir = pathlib.Path(config.run_dir) if config.run_dir else default_run_dir()
+    config = dataclasses.replace(config, run_dir=str(run_dir))
+    if replaced_path(run_dir).is_dir():  # an --overwrite was interrupted: settle it before anything reads the run
+        with lock_run_dir(run_dir):
+            settled = recover_replaced(run_dir)
+        if settled:
+            notice(settled)
     config, run_dir = open_run_dir(config, explicit)
     check_config(config)
     started = time.perf_counter()
@@ -450,14 +467,25 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None,
             history = fit(config, run_dir, parts, inputs, callback_list, strategy)
             report = write_report(config, run_dir, data, parts, inputs, history, time.perf_counter() - started)
         except OSError as error:
-            _forget_if_nothing_trained(run_dir, created)
+            _give_back(run_dir, created)
             raise RunError(f"cannot write the run in {str(run_dir)!r}: {_describe(error)}") from None
         except Interrupted:
+            if restore_replaced(run_dir):  # stopped before its first epoch: the old run is back
+                raise
+            finish_replacement(run_dir)
             raise  # its message offers a resume: keep what is there
         except BaseException:
-            _forget_if_nothing_trained(run_dir, created)
+            _give_back(run_dir, created)
             raise
+        finish_replacement(run_dir)
     return report, run_dir
+
+
+def _give_back(run_dir: pathlib.Path, created: bool) -> None:
+    """After a failure: a run that committed nothing leaves nothing, and an old run it replaced comes back."""
+    _forget_if_nothing_trained(run_dir, created)
+    if not restore_replaced(run_dir):
+        finish_replacement(run_dir)
 
 
 def _last_strength(rows: list, parts: ModelParts) -> float:

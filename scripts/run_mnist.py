@@ -65,7 +65,9 @@ def main(ctx, **options):
     config = experiment.ExperimentConfig(**options)
     log = (lambda message: None) if options["quiet"] else (lambda message: click.echo(message, err=True))
     try:
-        report, run_dir = experiment.run_experiment(config, explicit=explicit, log=log)
+        report, run_dir = experiment.run_experiment(config, explicit=explicit, log=log,
+                                                    notice=lambda message: click.echo(
+                                                        experiment.ExperimentError(message).render(flag), err=True))
     except experiment.ConfigError as error:
         raise click.UsageError(error.render(flag)) from None
     except experiment.Interrupted as error:

@@ -163,21 +163,71 @@ def open_run_dir(config: ExperimentConfig, explicit: Optional[set] = None) -> tu
 def prepare_run_dir(config: ExperimentConfig, run_dir: pathlib.Path) -> bool:
     """Stage 2b, once the data is loaded: makes the directory ready for the run's first file.
 
-    With `overwrite`, the old run is replaced only now (moved aside with one
-    rename, then removed), so a run that fails earlier (a missing data file,
-    say) leaves it untouched. Returns True if the directory was created here.
+    With `overwrite`, the old run is moved aside (`replaced_path`, one
+    rename) only now, so a run that fails earlier (a missing data file, say)
+    never touches it, and it stays aside until the new run has committed an
+    epoch: a failure, Ctrl-C or kill before that puts it back
+    (`restore_replaced`, `recover_replaced`); after that it is deleted
+    (`finish_replacement`). Returns True if the directory was created here.
     """
     try:
         if config.overwrite and not config.resume and run_dir.is_dir() and any(run_dir.iterdir()):
-            aside = run_dir.parent / f".{run_dir.name}.replaced-{os.getpid()}"
-            os.replace(run_dir, aside)
-            # rmtree unlinks symbolic links inside the directory; it never follows them out of it.
-            shutil.rmtree(aside)
+            os.replace(run_dir, replaced_path(run_dir))
         created = not run_dir.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise RunError(f"cannot prepare <run_dir> {str(run_dir)!r}: {_describe(error)}") from None
     return created
+
+
+def replaced_path(run_dir: pathlib.Path) -> pathlib.Path:
+    """Where `--overwrite` keeps the old run until the new one has committed its first epoch."""
+    return run_dir.parent / f".{run_dir.name}.replaced"
+
+
+def _committed(run_dir: pathlib.Path) -> bool:
+    return (run_dir / "backup" / "commit.json").is_file()
+
+
+def restore_replaced(run_dir: pathlib.Path) -> bool:
+    """Puts back the old run an `--overwrite` moved aside, if the new run committed no epoch; True if it did."""
+    aside = replaced_path(run_dir)
+    if not aside.is_dir() or _committed(run_dir):
+        return False
+    if run_dir.is_dir() and not run_dir.is_symlink():
+        shutil.rmtree(run_dir)  # the new run's first files: nothing of it was committed
+    os.replace(aside, run_dir)
+    return True
+
+
+def finish_replacement(run_dir: pathlib.Path) -> None:
+    """Deletes the old run an `--overwrite` moved aside, once the new run has committed an epoch."""
+    aside = replaced_path(run_dir)
+    if aside.is_dir() and _committed(run_dir):
+        # rmtree unlinks symbolic links inside the directory; it never follows them out of it.
+        shutil.rmtree(aside)
+
+
+def recover_replaced(run_dir: pathlib.Path) -> Optional[str]:
+    """At the start of any run on `run_dir`: settles what an interrupted `--overwrite` left.
+
+    The old run waits aside: if the new run committed an epoch, the old one
+    is deleted; otherwise the new run's files go and the old run is put
+    back. Returns a line saying what was done, or None.
+    """
+    aside = replaced_path(run_dir)
+    if not aside.is_dir():
+        return None
+    try:
+        if _committed(run_dir):
+            finish_replacement(run_dir)
+            return f"deleted the run that an interrupted <overwrite> of {str(run_dir)!r} had replaced"
+        restore_replaced(run_dir)
+    except OSError as error:
+        raise RunError(f"cannot restore the run that <overwrite> moved aside to {str(aside)!r}: "
+                       f"{_describe(error)}") from None
+    return (f"restored the run in {str(run_dir)!r} that an interrupted <overwrite> had moved aside "
+            "(the new run had not committed an epoch)")
 
 
 def original_epochs(run_dir: pathlib.Path) -> int:

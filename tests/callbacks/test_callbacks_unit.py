@@ -81,7 +81,7 @@ def test_adaptive_strength_loss_ratio_and_errors():
     # Validation ran but the needed key is not there: a configuration error.
     with pytest.raises(ValueError, match=r"needs \['loss', 'val_loss'\].*pass validation_data"):
         controller.on_epoch_end(2, {"loss": 0.1, "val_accuracy": 0.5})
-    with pytest.raises(ValueError, match="Expected 'accuracy_gap', 'loss_ratio' or a callable"):
+    with pytest.raises(ValueError, match="Expected one of accuracy_gap, loss_ratio, probe_gap, .* or a callable"):
         callbacks.AdaptiveStrength(variable, signal="gap")
     with pytest.raises(ValueError, match=r"min_strength=0.8 > max_strength=0.2"):
         callbacks.AdaptiveStrength(variable, min_strength=0.8, max_strength=0.2)

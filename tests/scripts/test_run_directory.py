@@ -111,3 +111,72 @@ def test_resume_refuses_a_run_in_the_earlier_backup_layout(tiny_npz, tmp_path):
     result = invoke("--run-dir", run_dir, "--resume", "--epochs", 2)
     assert result.exit_code == 2 and "written by an earlier augpipe" in result.output
     assert (run_dir / "log.csv").read_bytes() == before["log.csv"]
+
+
+def _files(run_dir):
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
+def test_a_failed_overwrite_after_the_data_loaded_keeps_the_old_run(tiny_npz, tmp_path):
+    # Found on main: the old run was deleted right after the new run's data loaded, so a failure in
+    # building the inputs (an unreachable tf.data service) lost both runs.
+    run_dir = tmp_path / "run"
+    finished_run(tiny_npz, run_dir)
+    before = _files(run_dir)
+    result = invoke("--overwrite", "--source", tiny_npz, "--model", "mlp", "--epochs", 1, "--run-dir", run_dir,
+                    "--data-service", "grpc://127.0.0.1:1", "--quiet", "--no-tensorboard")
+    assert result.exit_code == 1 and result.stderr.startswith("Error:"), result.output
+    assert _files(run_dir) == before
+    assert [p.name for p in tmp_path.iterdir() if "replaced" in p.name] == []
+
+
+def test_a_failed_overwrite_in_the_model_build_keeps_the_old_run(tiny_npz, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    finished_run(tiny_npz, run_dir)
+    before = _files(run_dir)
+
+    def broken(*args, **kwargs):
+        raise ValueError("a model that cannot be built")
+
+    monkeypatch.setattr(experiment, "build_model", broken)
+    with pytest.raises(ValueError, match="cannot be built"):
+        invoke("--overwrite", "--source", tiny_npz, "--model", "mlp", "--epochs", 1, "--run-dir", run_dir, "--quiet")
+    assert _files(run_dir) == before
+
+
+def test_a_kill_inside_the_overwrite_window_finds_the_old_run_back_next_time(tiny_npz, tmp_path, monkeypatch):
+    # A kill after the old run was moved aside and before the new one committed an epoch: simulated by a
+    # process that stops right there (os._exit skips every cleanup) and leaves both behind.
+    run_dir = tmp_path / "run"
+    finished_run(tiny_npz, run_dir)
+    before = _files(run_dir)
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed()
+
+    monkeypatch.setattr(experiment, "build_model", killed)
+    monkeypatch.setattr(experiment, "_forget_if_nothing_trained", lambda *a, **k: None)
+    monkeypatch.setattr(experiment, "restore_replaced", lambda *a, **k: None)  # no cleanup: a kill runs none
+    with pytest.raises(Killed):
+        invoke("--overwrite", "--source", tiny_npz, "--model", "mlp", "--epochs", 1, "--run-dir", run_dir, "--quiet")
+    assert [p.name for p in tmp_path.iterdir() if "replaced" in p.name]  # the old run waits aside
+    monkeypatch.undo()
+    # The next start of anything on that directory puts the old run back first.
+    result = invoke("--run-dir", run_dir, "--resume", "--epochs", 2, "--quiet", "--no-tensorboard")
+    assert result.exit_code == 0, result.output
+    assert "restored" in result.stderr
+    assert json.loads((run_dir / "report.json").read_text())["epochs_run"] == 2
+    assert _files(run_dir)["config.json"] != before["config.json"]  # the resume recorded itself in the old run
+
+
+def test_a_successful_overwrite_removes_the_old_run_once_the_new_one_trained(tiny_npz, tmp_path):
+    run_dir = tmp_path / "run"
+    finished_run(tiny_npz, run_dir)
+    result = invoke("--overwrite", "--source", tiny_npz, "--model", "mlp", "--epochs", 2, "--batch-size", 64,
+                    "--run-dir", run_dir, "--quiet", "--no-tensorboard")
+    assert result.exit_code == 0, result.output
+    assert json.loads((run_dir / "report.json").read_text())["epochs_run"] == 2
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".run.")] == [".run.lock"]
