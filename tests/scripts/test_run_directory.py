@@ -180,3 +180,18 @@ def test_a_successful_overwrite_removes_the_old_run_once_the_new_one_trained(tin
     assert result.exit_code == 0, result.output
     assert json.loads((run_dir / "report.json").read_text())["epochs_run"] == 2
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".run.")] == [".run.lock"]
+
+
+def test_ctrl_c_before_the_new_runs_first_epoch_puts_the_old_run_back(tiny_npz, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    finished_run(tiny_npz, run_dir)
+    before = _files(run_dir)
+
+    def interrupted(config, run_dir, *args, **kwargs):
+        raise experiment.Interrupted(run_dir)
+
+    monkeypatch.setattr(experiment, "fit", interrupted)
+    result = invoke("--overwrite", "--source", tiny_npz, "--model", "mlp", "--epochs", 1, "--run-dir", run_dir,
+                    "--quiet", "--no-tensorboard")
+    assert result.exit_code == 130
+    assert _files(run_dir) == before
