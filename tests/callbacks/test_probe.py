@@ -133,7 +133,18 @@ def test_the_strength_grammar_names_the_signal():
         callbacks.parse_strength("adaptive:probe_gapp")
 
 
-def test_run_mnist_with_the_probe_signal_logs_the_probe_and_resumes_exactly(tiny_npz, tmp_path, monkeypatch):
+@pytest.fixture
+def op_determinism_for_this_test():
+    """--deterministic turns TensorFlow's op determinism on for the whole process; later tests need it off
+    (Keras turns XLA off under it). TensorFlow's public API can only turn it on."""
+    from tensorflow.python.framework import config as tf_config
+
+    yield
+    tf_config.disable_op_determinism()
+
+
+def test_run_mnist_with_the_probe_signal_logs_the_probe_and_resumes_exactly(tiny_npz, tmp_path, monkeypatch,
+                                                                            op_determinism_for_this_test):
     from augpipe.scripts import experiment
     from augpipe.scripts.run_mnist import main
 
