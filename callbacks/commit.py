@@ -21,6 +21,7 @@ import math
 import os
 import pathlib
 import re
+import sys
 from typing import Optional
 
 import keras
@@ -256,6 +257,7 @@ def resumable(
     monitor: str = "val_accuracy",
     mode: str = "max",
     patience: Optional[int] = None,
+    verbose: int = 1,
 ) -> list:
     """The callbacks of a run that survives any kill, in a working order, around your own.
 
@@ -279,6 +281,9 @@ def resumable(
         epoch_sync: `pipelines.EpochSync(epoch)` of the training pipeline.
         monitor, mode: the metric that picks `best.keras` (never `test_*`).
         patience: early stopping on `monitor` (None: off).
+        verbose: 1 says on stderr when it continues an old run (the
+            directory and the epoch), so a forgotten directory is not
+            continued silently; 0 says nothing.
 
     Example:
 
@@ -289,7 +294,10 @@ def resumable(
     run_dir = pathlib.Path(run_dir)
     backup = run_dir / "backup"
     backup.mkdir(parents=True, exist_ok=True)
-    roll_back_to_commit(run_dir)
+    committed = roll_back_to_commit(run_dir)
+    if committed and verbose:
+        print(f"augpipe: resuming the run in {str(run_dir)!r} from epoch {committed + 1} ({committed} committed)",
+              file=sys.stderr)
     for callback in callbacks:
         if isinstance(callback, StatefulCallback) and callback.state_dir is None:
             callback.state_dir = backup

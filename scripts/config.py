@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 from augpipe import augment, callbacks, pipelines
 from augpipe.pipelines import distribute
-from augpipe.scripts.models import MODELS
+from augpipe.scripts.models import MIN_IMAGE_SIZE, MODELS
 from augpipe.validation import check_int
 
 PLACEMENTS = ("device", "host")
@@ -140,6 +140,13 @@ def check_config(config: ExperimentConfig) -> None:
         )
     if kind.kind == "folder" and config.image_size is None:
         raise ConfigError(f"<source> {config.source!r} needs <image_size>: every image is resized to it (e.g. 64 64).")
+    smallest = MIN_IMAGE_SIZE.get(config.model, 1)
+    if config.image_size is not None and min(config.image_size) < smallest:
+        size = " ".join(str(v) for v in config.image_size)
+        raise ConfigError(
+            f"<image_size> {size} is too small for <model> {config.model}: it needs at least {smallest} {smallest}. "
+            f"Use a larger <image_size>, or <model> mlp."
+        )
     for name in ("epochs", "batch_size", "eval_every"):
         try:
             check_int(name, getattr(config, name))

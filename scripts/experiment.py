@@ -54,7 +54,7 @@ from augpipe.scripts.config import (  # noqa: F401  (re-exported: the experiment
     RunError,
     check_config,
 )
-from augpipe.scripts.models import build_model
+from augpipe.scripts.models import MIN_IMAGE_SIZE, build_model
 from augpipe.scripts.rundir import (  # noqa: F401  (re-exported)
     _as_saved,
     _describe,
@@ -70,6 +70,7 @@ from augpipe.scripts.rundir import (  # noqa: F401  (re-exported)
     replaced_path,
     resolve_resume,
     restore_replaced,
+    resume_point,
 )
 
 @dataclasses.dataclass
@@ -155,6 +156,13 @@ def load_data(config: ExperimentConfig) -> Data:
             raise ValueError(
                 f"The source has {source.num_classes} class ({', '.join(map(repr, source.class_names))}): a "
                 "classifier needs at least 2. For a folder source, put each class's images in its own subfolder."
+            )
+        height, width = source.image_shape[:2]
+        smallest = MIN_IMAGE_SIZE.get(config.model, 1)
+        if min(height, width) < smallest:
+            raise ValueError(
+                f"The source's {height}x{width} images are too small for <model> {config.model} (at least "
+                f"{smallest}x{smallest}). Use <model> mlp, or larger images."
             )
         splits = pipelines.make_splits(source, seed=config.seed)
         splits.check_disjoint()
@@ -440,6 +448,9 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None,
             notice(settled)
     config, run_dir = open_run_dir(config, explicit)
     check_config(config)
+    if config.resume:
+        committed = resume_point(run_dir)
+        notice(f"resuming the run in {str(run_dir)!r} from epoch {committed + 1} ({committed} committed)")
     started = time.perf_counter()
     with lock_run_dir(run_dir):
         if config.deterministic:

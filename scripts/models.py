@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 
 MODELS = ("cnn", "mlp")
+# The smallest height and width each backbone takes: the CNN pools twice by 2.
+MIN_IMAGE_SIZE = {"cnn": 4, "mlp": 1}
 
 
 def build_backbone(kind: str, num_classes: int) -> list:

@@ -100,8 +100,14 @@ def resolve_resume(config: ExperimentConfig, run_dir: pathlib.Path, explicit: Op
         )
     try:
         options = json.loads(saved.read_text())["options"]
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise RunError(f"cannot read {str(saved)!r} ({type(error).__name__}: {error}).") from None
+    if not is_augpipe_run(run_dir):
+        raise RunError(
+            f"<resume>: {str(saved)!r} is not a config.json augpipe wrote (expected an object with options, "
+            "versions and splits); it was damaged or edited. Restore it from a copy, or start a new run with "
+            "another <run_dir>."
+        )
     explicit = explicit or set()
     changes = {}
     for key, value in options.items():
@@ -178,6 +184,23 @@ def prepare_run_dir(config: ExperimentConfig, run_dir: pathlib.Path) -> bool:
     except OSError as error:
         raise RunError(f"cannot prepare <run_dir> {str(run_dir)!r}: {_describe(error)}") from None
     return created
+
+
+def resume_point(run_dir: pathlib.Path) -> int:
+    """The last committed epoch of a run to resume (0: none), or a one-line `RunError` for an unreadable marker."""
+    path = run_dir / "backup" / "commit.json"
+    if not path.exists():
+        return 0
+    try:
+        epoch = json.loads(path.read_text())["epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch {epoch!r}")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RunError(
+            f"<resume>: cannot read the commit marker {str(path)!r} ({type(error).__name__}: {error}); it is "
+            "truncated or was edited. Restore it from a copy, or start the run again with <overwrite>."
+        ) from None
+    return epoch
 
 
 def replaced_path(run_dir: pathlib.Path) -> pathlib.Path:

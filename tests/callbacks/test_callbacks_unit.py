@@ -173,3 +173,16 @@ def test_throughput_monitor_leaves_the_tracing_step_out(monkeypatch):
     monitor.on_epoch_end(0, logs)  # t = 12
     assert logs["input_wait_share"] == pytest.approx(0.0, abs=1e-6)  # tracing is not input wait
     assert logs["images_per_sec"] == pytest.approx(1000 / 2.0)  # 10 steps x 100 images in the 2 s after tracing
+
+
+def test_resumable_says_when_it_continues_an_old_run(tmp_path, capsys):
+    from augpipe.callbacks import commit
+
+    callbacks.resumable(tmp_path / "run")
+    assert capsys.readouterr().err == ""  # a new run: nothing to say
+    (tmp_path / "run" / "backup" / "commit.json").write_text('{"epoch": 3}')
+    (tmp_path / "run" / "backup" / "weights-3.weights.h5").write_bytes(b"")
+    callbacks.resumable(tmp_path / "run")
+    assert capsys.readouterr().err == f"augpipe: resuming the run in '{tmp_path / 'run'}' from epoch 4 (3 committed)\n"
+    callbacks.resumable(tmp_path / "run", verbose=0)
+    assert capsys.readouterr().err == "" and commit.committed_epoch(tmp_path / "run" / "backup") == 3

@@ -195,3 +195,58 @@ def test_ctrl_c_before_the_new_runs_first_epoch_puts_the_old_run_back(tiny_npz, 
                     "--quiet", "--no-tensorboard")
     assert result.exit_code == 130
     assert _files(run_dir) == before
+
+
+@pytest.mark.parametrize("size", ["2", "3"])
+def test_an_image_size_the_cnn_cannot_take_is_one_line_before_anything_is_written(shapes_folder, tmp_path, size):
+    # Found on main: a 40-line Keras MaxPooling2D traceback.
+    run_dir = tmp_path / "run"
+    result = invoke("--source", shapes_folder, "--image-size", size, "--epochs", 1, "--run-dir", run_dir, "--quiet")
+    assert result.exit_code == 2, result.output
+    assert f"--image-size {size} {size} is too small for --model cnn" in result.output
+    assert "at least 4 4" in result.output and "Traceback" not in result.output
+    assert not run_dir.exists()
+    result = invoke("--source", shapes_folder, "--image-size", size, "--model", "mlp", "--epochs", 1,
+                    "--run-dir", run_dir, "--quiet", "--no-tensorboard")
+    assert result.exit_code == 0, result.output  # the MLP takes any size
+
+
+def test_an_npz_of_images_too_small_for_the_cnn_is_one_line(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x_train=np.zeros((40, 2, 2), np.uint8), y_train=np.arange(40) % 2)
+    result = invoke("--source", f"npz:{path}", "--epochs", 1, "--run-dir", tmp_path / "run", "--quiet")
+    assert result.exit_code == 1 and result.stderr.startswith("Error:"), result.output
+    assert "2x2 images are too small for --model cnn (at least 4x4)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_a_resume_says_where_it_continues_from(tiny_npz, tmp_path):
+    run_dir = tmp_path / "run"
+    finished_run(tiny_npz, run_dir)
+    result = invoke("--run-dir", run_dir, "--resume", "--epochs", 2, "--quiet", "--no-tensorboard")
+    assert result.exit_code == 0, result.output
+    assert f"resuming the run in '{run_dir}' from epoch 2 (1 committed)" in result.stderr
+
+
+@pytest.mark.parametrize("damage,content", [
+    ("commit.json", '{"epo'),
+    ("config.json", "[1, 2]"),
+    ("config.json", '{"options": [1]}'),
+    ("config.json", '{"options": {"epochs": 5}}'),
+])
+def test_a_damaged_run_refuses_to_resume_in_one_line_and_changes_nothing(tiny_npz, tmp_path, damage, content):
+    # Found on main: tracebacks (JSONDecodeError, TypeError, AttributeError), or a misleading "train fingerprint
+    # changed", after config.json had already been rewritten with a "resumes" entry.
+    run_dir = tmp_path / "run"
+    finished_run(tiny_npz, run_dir)
+    target = run_dir / ("backup" if damage == "commit.json" else "") / damage
+    target.write_text(content)
+    before = _files(run_dir)
+    result = invoke("--run-dir", run_dir, "--resume", "--epochs", 2, "--quiet")
+    assert result.exit_code == 1, result.output
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("Error:") and damage in errors[0], result.stderr
+    assert "fingerprint" not in errors[0] and "Traceback" not in result.output
+    assert _files(run_dir) == before
