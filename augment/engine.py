@@ -31,7 +31,7 @@ from typing import Dict, Tuple
 import tensorflow as tf
 
 from augpipe.augment import ops, rng
-from augpipe.augment.op_table import OPS, check_op
+from augpipe.augment.op_table import OPS, check_magnitude, check_op
 from augpipe.augment.registry import Policy
 
 
@@ -50,11 +50,9 @@ class GatedPolicy(Policy):
         self.ops_config = {}
         for name, (probability, magnitude) in ops_config.items():
             check_op(name)
-            if not 0.0 <= float(probability) <= 1.0:
+            if not 0.0 <= float(probability) <= 1.0:  # NaN fails this too
                 raise ValueError(f"Op {name!r} probability must be in [0, 1]. Received: {probability!r}.")
-            if float(magnitude) < 0:
-                raise ValueError(f"Op {name!r} magnitude must be >= 0. Received: {magnitude!r}.")
-            self.ops_config[name] = (float(probability), float(magnitude))
+            self.ops_config[name] = (float(probability), check_magnitude(name, magnitude))
         names = list(self.ops_config)
         self.geometric = [n for n in names if OPS[n].kind == "geometric"]
         self.resample = [n for n in names if OPS[n].kind == "resample"]

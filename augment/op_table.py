@@ -65,6 +65,9 @@ class OpDef:
             in the batch, never on which other images chose the op, so the
             per-image subset path and the static-shape path give it the
             same pixels.
+        max_magnitude: the largest magnitude that means something (posterize
+            cannot remove more than 7 of 8 bits); `check_magnitude` refuses
+            more, and NaN or infinity for every op.
     """
 
     kind: str
@@ -77,6 +80,7 @@ class OpDef:
     strength_rule: str = ""
     dense: Optional[Callable] = None
     elementwise: bool = False
+    max_magnitude: float = float("inf")
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -393,6 +397,7 @@ OPS: Dict[str, OpDef] = {
                    strength_rule="Gaussian noise, standard deviation uniform in [0, m·s]", dense=dense_noise),
     "erase": OpDef(kind="pixel", elementwise=True, num_uniforms=4, sample=sample_erase, build=build_erase,
                    magnitude=0.25, unit="largest erased fraction of the image area", identity_params=True,
+                   max_magnitude=1.0,
                    strength_rule="one box of area uniform in [0, m·s] of the image, aspect 0.3-3.3"),
     "brightness_factor": OpDef(kind="pixel", elementwise=True, num_uniforms=1, sample=sample_factor, build=build_brightness_factor,
                                magnitude=0.9, unit="relative change of brightness (PIL Brightness)",
@@ -413,20 +418,20 @@ OPS: Dict[str, OpDef] = {
                       magnitude=1.0, unit="unused (no magnitude)",
                       strength_rule="none: each channel's histogram equalized, chosen or not"),
     "solarize": OpDef(kind="pixel", elementwise=True, num_uniforms=1, sample=sample_solarize, build=build_solarize,
-                      magnitude=1.0, unit="share of the grey levels inverted", identity_params=True,
+                      magnitude=1.0, unit="share of the grey levels inverted", identity_params=True, max_magnitude=1.0,
                       strength_rule="levels at or above a threshold uniform in [256 (1 - m·s), 256] inverted"),
     "solarize_add": OpDef(kind="pixel", elementwise=True, num_uniforms=1, sample=sample_solarize_add, build=build_solarize_add,
-                          magnitude=110 / 255, unit="added to levels below 128, as a fraction of 255",
+                          magnitude=110 / 255, unit="added to levels below 128, as a fraction of 255", max_magnitude=1.0,
                           identity_params=True,
                           strength_rule="levels below 128 raised by uniform [0, 255·m·s] levels"),
     "posterize": OpDef(kind="pixel", num_uniforms=1, sample=sample_posterize, build=build_posterize,
-                       magnitude=4.0, unit="bits removed from 8",
+                       magnitude=4.0, unit="bits removed from 8", max_magnitude=7.0,
                        strength_rule="keeps 8 - round(u·m·s) bits, u uniform in [0, 1)"),
     "grayscale": OpDef(kind="pixel", num_uniforms=0, sample=sample_none, build=build_grayscale,
                        magnitude=1.0, unit="unused (no magnitude)",
                        strength_rule="none: the gray level in every channel, chosen or not"),
     "hue": OpDef(kind="pixel", num_uniforms=1, sample=sample_hue, build=build_hue,
-                 magnitude=0.1, unit="hue rotation in turns",
+                 magnitude=0.1, unit="hue rotation in turns", max_magnitude=0.5,
                  strength_rule="hue rotated by a uniform ±m·s turns"),
 }
 
@@ -446,6 +451,26 @@ def markdown_table() -> str:
 def list_ops() -> list:
     """The names of every op a policy can use."""
     return sorted(OPS)
+
+
+def check_magnitude(name: str, magnitude) -> float:
+    """A finite magnitude in `[0, OPS[name].max_magnitude]`, as a float; otherwise a ValueError naming the range.
+
+    >>> check_magnitude("posterize", 12)
+    Traceback (most recent call last):
+    ...
+    ValueError: Op 'posterize' magnitude must be a finite number in [0, 7] (bits removed from 8). Received: 12.
+    """
+    op = OPS[check_op(name)]
+    try:
+        value = float(magnitude)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (math.isfinite(value) and 0.0 <= value <= op.max_magnitude):
+        interval = f"[0, {op.max_magnitude:g}]" if math.isfinite(op.max_magnitude) else "[0, inf)"
+        raise ValueError(f"Op {name!r} magnitude must be a finite number in {interval} ({op.unit}). "
+                         f"Received: {magnitude!r}.")
+    return value
 
 
 def check_op(name: str) -> str:

@@ -92,3 +92,27 @@ def test_pixel_rounds_give_what_one_pass_per_op_gives(name, monkeypatch):
     passes = policy.apply(floats, params).numpy()
     np.testing.assert_allclose(rounds, passes, atol=1e-6)
     assert not np.array_equal(rounds, floats.numpy())
+
+
+@pytest.mark.parametrize("op,magnitude,expected", [
+    ("posterize", 12, r"\[0, 7\] \(bits removed from 8\)"),
+    ("rotate", float("nan"), r"\[0, inf\)"),
+    ("translate", float("inf"), r"\[0, inf\)"),
+    ("solarize", 1.5, r"\[0, 1\]"),
+    ("brightness_factor", -0.1, r"\[0, inf\)"),
+])
+def test_a_magnitude_outside_its_ops_range_is_refused(op, magnitude, expected):
+    # Found on main: NaN, infinity and posterize removing 12 of 8 bits were accepted (the check was only >= 0).
+    with pytest.raises(ValueError, match=f"Op '{op}' magnitude must be a finite number in {expected}"):
+        augment.get_policy("ops", ops={op: (1.0, magnitude)})
+
+
+def test_a_json_policy_with_a_bad_magnitude_is_one_line_in_the_commands(tmp_path):
+    from click.testing import CliRunner
+
+    from augpipe.scripts.preview_augment import main
+
+    spec = '{"name": "ops", "config": {"ops": {"posterize": [1, 12]}}}'
+    result = CliRunner().invoke(main, ["--policy", spec, "--out", str(tmp_path / "x.png")])
+    assert result.exit_code == 2 and "magnitude must be a finite number in [0, 7]" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "x.png").exists()
