@@ -109,6 +109,10 @@ def main(policy, source, files, image_size, strengths, samples, seed, out):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from augpipe.scripts.profiling import resolve_policy
 
+    blocked = next((p for p in pathlib.Path(out).parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise click.BadParameter(f"{out!r} is below {str(blocked)!r}, which is a file. Choose another path.",
+                                 param_hint="--out")
     try:
         spec = resolve_policy(policy)
     except ValueError as error:
@@ -121,7 +125,11 @@ def main(policy, source, files, image_size, strengths, samples, seed, out):
         sys.exit(1)
     name = spec if isinstance(spec, str) else spec.get("name", "policy")
     path = pathlib.Path(out)
-    save_grid(grid, strengths, path, f"{name}, seed {seed}")
+    try:
+        save_grid(grid, strengths, path, f"{name}, seed {seed}")
+    except OSError as error:
+        click.echo(f"Error: cannot write {out!r}: {error.strerror or error}.", err=True)
+        sys.exit(1)
     click.echo(f"wrote {path} ({len(strengths)} strengths x {len(images)} images)")
 
 

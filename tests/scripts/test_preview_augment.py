@@ -68,3 +68,10 @@ def test_strengths_take_run_mnists_grammar(tmp_path):
     result = CliRunner().invoke(main, ["--samples", "2", "--strength", "off,constant:0.5,1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "3 strengths x 2 images" in result.output and out.is_file()
+
+
+def test_an_out_path_below_a_file_is_one_line(tmp_path):
+    # Found on main: a FileExistsError traceback after the grid was drawn.
+    (tmp_path / "notes.txt").write_text("x")
+    result = CliRunner().invoke(main, ["--samples", "2", "--out", str(tmp_path / "notes.txt" / "grid.png")])
+    assert result.exit_code == 2 and "which is a file" in result.output and "Traceback" not in result.output
