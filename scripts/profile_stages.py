@@ -17,10 +17,16 @@ import tensorflow as tf
 
 
 def load_user_model(spec: str):
-    """A compiled model from `file.keras`, `package.module:function` or `path/to/file.py:function`."""
+    """A Keras model from `file.keras`, `package.module:function` or `path/to/file.py:function`.
+
+    Every failure is a one-line ValueError naming the spec: a missing file
+    or module, a file that is not a Keras model, a file with a syntax
+    error, a builder that raises or returns something else.
+    """
     import importlib
     import importlib.util
     import pathlib
+    import zipfile
 
     import keras
 
@@ -28,28 +34,65 @@ def load_user_model(spec: str):
         path = pathlib.Path(spec).expanduser()
         if not path.is_file():
             raise ValueError(f"Model file not found: {str(path)!r}.")
-        return keras.models.load_model(path, safe_mode=True)
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{str(path)!r} is not a Keras model file (a .keras file is a zip archive written by "
+                             "model.save). Pass a file saved with model.save('NAME.keras').")
+        try:
+            return keras.models.load_model(path, safe_mode=True)
+        except Exception as error:  # Keras raises many types for a damaged or foreign archive
+            raise ValueError(f"Cannot load {str(path)!r}: {type(error).__name__}: {_first_line(error)}") from None
     module_name, sep, function_name = spec.rpartition(":")
     if not sep or not module_name or not function_name:
         raise ValueError(
             f"Unknown model {spec!r}. Expected none, mlp, cnn, a saved model (FILE.keras), or a function "
             "returning a compiled model (package.module:function or path/to/file.py:function)."
         )
-    if module_name.endswith(".py"):
-        file_spec = importlib.util.spec_from_file_location("augpipe_user_model", module_name)
-        if file_spec is None or not pathlib.Path(module_name).is_file():
-            raise ValueError(f"Model file not found: {module_name!r}.")
-        module = importlib.util.module_from_spec(file_spec)
-        file_spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(module_name)
+    try:
+        if module_name.endswith(".py"):
+            file_spec = importlib.util.spec_from_file_location("augpipe_user_model", module_name)
+            if file_spec is None or not pathlib.Path(module_name).is_file():
+                raise ValueError(f"Model file not found: {module_name!r}.")
+            module = importlib.util.module_from_spec(file_spec)
+            file_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ValueError:
+        raise
+    except SyntaxError as error:
+        raise ValueError(f"{module_name!r} has a syntax error (line {error.lineno}): {error.msg}.") from None
+    except Exception as error:  # ImportError, or whatever the module raises when it runs
+        raise ValueError(f"Cannot import {module_name!r} for --model {spec!r}: {type(error).__name__}: "
+                         f"{_first_line(error)}") from None
     function = getattr(module, function_name, None)
     if not callable(function):
         raise ValueError(f"{module_name!r} has no function {function_name!r}.")
-    model = function()
+    try:
+        model = function()
+    except Exception as error:
+        raise ValueError(f"--model {spec!r}: {function_name}() raised {type(error).__name__}: "
+                         f"{_first_line(error)}") from None
     if not isinstance(model, keras.Model):
         raise ValueError(f"{spec!r} returned {type(model).__name__}, not a keras.Model.")
     return model
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def check_user_model(model, spec: str, image_shape, num_classes: int) -> None:
+    """Refuses, in one line, a user model whose inputs or outputs do not fit the data."""
+    expected = tuple(model.input_shape[1:])
+    if expected != tuple(image_shape):
+        raise ValueError(f"The model {spec!r} takes inputs of shape {expected}, but the images have shape "
+                         f"{tuple(image_shape)}. Profile it with a matching --source (or --image-size/--channels).")
+    outputs = model.output_shape
+    if not (isinstance(outputs, tuple) and len(outputs) == 2 and outputs[1] == num_classes):
+        raise ValueError(f"The model {spec!r} outputs shape {outputs}, but the data has {num_classes} classes. "
+                         f"Expected outputs (None, {num_classes}).")
+
+
 # The TF profiler's input-bound thresholds.
 VERDICTS = ((0.05, "not input-bound"), (0.20, "moderately input-bound"), (float("inf"), "highly input-bound"))
 GEOMETRIC_OPS = ("rotate", "scale", "shear", "translate")
@@ -297,7 +340,7 @@ def _summary(values, baseline=None) -> dict:
 # Model step: synthetic in-memory input vs the real pipeline
 
 
-def _model_for_measurement(model_kind, images, layer, jit_compile=None):
+def _model_for_measurement(model_kind, images, layer, jit_compile=None, num_classes: int = 10):
     """Our CNN or MLP behind `layer`, or a user's model behind it (it gets float [0, 1] images).
 
     `jit_compile`: None is Keras' "auto" (XLA on a GPU, not on a CPU).
@@ -308,14 +351,11 @@ def _model_for_measurement(model_kind, images, layer, jit_compile=None):
 
     jit = "auto" if jit_compile is None else jit_compile
     if model_kind in ("mlp", "cnn"):
-        model = build_model(model_kind, images.shape[1:], 10, layer)
+        model = build_model(model_kind, images.shape[1:], num_classes, layer)
         model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
         return model
     user = load_user_model(model_kind)
-    expected = tuple(user.input_shape[1:])
-    if expected != tuple(images.shape[1:]):
-        raise ValueError(f"The model {model_kind!r} takes inputs of shape {expected}, but the images have shape "
-                         f"{tuple(images.shape[1:])}. Profile it with a matching --source.")
+    check_user_model(user, model_kind, images.shape[1:], num_classes)
     inputs = keras.Input(images.shape[1:], dtype="uint8")
     model = keras.Model(inputs, user(layer(inputs)))
     model.compile(keras.optimizers.Adam(), user.loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -330,7 +370,7 @@ def _time_fit(model, dataset, num_batches) -> float:
 
 
 def measure_input_bound(images, batch_size, model_kind, policy, strength, placement, num_batches, repeats, seed=0,
-                        jit_compile=None) -> dict:
+                        jit_compile=None, labels=None, num_classes: int = 10) -> dict:
     """The training step with in-memory input vs the real pipeline (input-bound share).
 
     With device placement it also times the same step with augmentation
@@ -344,11 +384,12 @@ def measure_input_bound(images, batch_size, model_kind, policy, strength, placem
     from augpipe import augment
     from augpipe import pipelines
 
-    labels = np.arange(len(images)) % 10
-    source = pipelines.Source.from_arrays(images, labels, num_classes=10)
+    # The source's labels and class count (a model with fewer outputs than 10 must train on its own classes).
+    labels = np.arange(len(images)) % num_classes if labels is None else np.asarray(labels)
+    source = pipelines.Source.from_arrays(images, labels, num_classes=num_classes)
     split = pipelines.make_splits(source, val_size=0, test_size=0.01, seed=seed).train
     layer = augment.Augment(policy, strength=strength, seed=seed, placement=placement)
-    model = _model_for_measurement(model_kind, images, layer, jit_compile)
+    model = _model_for_measurement(model_kind, images, layer, jit_compile, num_classes)
     real = pipelines.build_pipeline(
         split, batch_size=batch_size, training=True, seed=seed, drop_remainder=True,
         host_augment=layer if placement == "host" else None,
@@ -358,13 +399,13 @@ def measure_input_bound(images, batch_size, model_kind, policy, strength, placem
     models = {"pipeline": (model, real), "synthetic": (model, synthetic)}
     if placement == "device":
         models["no_augmentation"] = (
-            _model_for_measurement(model_kind, images, augment.Augment("none", seed=seed), jit_compile), synthetic)
+            _model_for_measurement(model_kind, images, augment.Augment("none", seed=seed), jit_compile, num_classes), synthetic)
         models["geometric"] = (
-            _model_for_measurement(model_kind, images, geometric_layer(strength, seed), jit_compile), synthetic)
+            _model_for_measurement(model_kind, images, geometric_layer(strength, seed), jit_compile, num_classes), synthetic)
         models["keras_chain"] = (
-            _model_for_measurement(model_kind, images, KerasChainFront(strength, seed), False), synthetic)
+            _model_for_measurement(model_kind, images, KerasChainFront(strength, seed), False, num_classes), synthetic)
         models["no_augmentation_no_xla"] = (
-            _model_for_measurement(model_kind, images, augment.Augment("none", seed=seed), False), synthetic)
+            _model_for_measurement(model_kind, images, augment.Augment("none", seed=seed), False, num_classes), synthetic)
     for each, dataset in models.values():  # warm-up: tracing and compiling are not timed
         _time_fit(each, dataset, num_batches)
     times = {name: [] for name in models}

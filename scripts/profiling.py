@@ -30,6 +30,7 @@ from augpipe.scripts.profile_stages import (  # noqa: F401  (re-exported: earlie
     StageRunner,
     _summary,
     build_stages,
+    check_user_model,
     folder_stages,
     geometric_layer,
     keras_chain,
@@ -237,6 +238,8 @@ class Profile:
     settings: ProfileSettings
     progress: Callable[[str], None]
     images: Any = None
+    labels: Any = None  # the source's labels (None for synthetic images)
+    num_classes: int = 10
     stages: dict = dataclasses.field(default_factory=dict)
     results: dict = dataclasses.field(default_factory=dict)
     model_results: Optional[list] = None
@@ -250,7 +253,13 @@ def load_inputs(profile: Profile) -> None:
                                                s.compare, s.seed)
         profile.images = loaded.images
     else:
-        profile.images = load_images(s.source, s.synthetic, s.seed, s.image_size, s.channels)
+        source = pipelines.load_source(s.source)
+        own = s.synthetic is None and s.image_size is None and s.channels is None
+        profile.images = source.images if own else load_images(s.source, s.synthetic, s.seed, s.image_size,
+                                                                 s.channels)
+        profile.labels, profile.num_classes = (source.labels if own else None), source.num_classes
+        if s.model not in MODELS:  # a user's model: checked against the data before anything is timed
+            check_user_model(load_user_model(s.model), s.model, profile.images.shape[1:], profile.num_classes)
         profile.stages = build_stages(profile.images, s.policy, s.strength, s.compare, s.seed)
 
 
@@ -321,7 +330,7 @@ def measure_training_step(profile: Profile) -> None:
             profile.model_results.append({"batch_size": batch_size, **measure_input_bound(
                 profile.images, batch_size, s.model, s.policy, s.strength, placement,
                 num_batches=max(4, s.images_per_measurement // batch_size // 2), repeats=max(1, min(s.repeats, 3)),
-                seed=s.seed, jit_compile=s.jit_compile)})
+                seed=s.seed, jit_compile=s.jit_compile, labels=profile.labels, num_classes=profile.num_classes)})
 
 
 STAGES = (load_inputs, measure_throughput, measure_training_step)

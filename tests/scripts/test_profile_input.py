@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -190,3 +191,36 @@ def test_strength_takes_run_mnists_grammar_with_one_fixed_value(monkeypatch):
         assert result.exit_code == 1 and seen["strength"] == value, (spec, result.output)
     result = CliRunner().invoke(main, ["--strength", "adaptive", "--synthetic", "64"])
     assert result.exit_code == 2 and "'adaptive' changes over epochs" in result.output
+
+
+@pytest.mark.parametrize("write,spec,message", [
+    (None, "no_such_module_here:build", "Cannot import 'no_such_module_here'"),
+    ("def build():\n    raise RuntimeError('boom')\n", "{py}:build", "build() raised RuntimeError: boom"),
+    ("def build(:\n", "{py}:build", "has a syntax error (line 1)"),
+    ("not a model\n", "{keras}", "is not a Keras model file"),
+    (USER_MODEL.replace("Dense(10)", "Dense(7)"), "{py}:build",
+     "outputs shape (None, 7), but the data has 10 classes"),
+])
+def test_a_bad_model_is_one_line_before_anything_is_timed(tmp_path, write, spec, message):
+    # Found on main: 40-70-line tracebacks, Keras' misleading "File not found" for a text file named .keras,
+    # and the model checked only after the whole input profile had run.
+    py, keras_file = tmp_path / "mine.py", tmp_path / "mine.keras"
+    if write is not None:
+        (keras_file if "{keras}" in spec else py).write_text(write)
+    result = CliRunner().invoke(main, ["--model", spec.format(py=py, keras=keras_file), "--batch-sizes", "64",
+                                       "--repeats", "1", "--warmup", "0", "--images", "128", "--compare", "none"])
+    assert result.exit_code == 1, result.output
+    errors = result.stderr.strip().splitlines()
+    assert errors[-1].startswith("Error:") and message in errors[-1], result.stderr
+    assert "Traceback" not in result.output and "warming up" not in result.stderr
+
+
+def test_a_model_of_fewer_classes_trains_on_the_sources_labels(tmp_path):
+    # Found on main: any model of fewer than 10 classes crashed after the profile ("label value of 9 is outside
+    # the valid range of [0, 6)"): the timing labels were arange(n) % 10 whatever the data.
+    images = np.random.default_rng(0).integers(0, 256, (240, 28, 28), np.uint8)
+    np.savez(tmp_path / "six.npz", x_train=images, y_train=np.arange(240) % 6)
+    (tmp_path / "mine.py").write_text(USER_MODEL.replace("Dense(10)", "Dense(6)"))
+    report = profiling.profile_input(source=f"npz:{tmp_path / 'six.npz'}", model=f"{tmp_path / 'mine.py'}:build",
+                                     compare=[], batch_sizes=[32], repeats=1, warmup=0, images_per_measurement=64)
+    assert len(report["model"]) == 2 and all(row["step_time_pipeline_ms"] > 0 for row in report["model"])
