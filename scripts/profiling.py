@@ -145,8 +145,15 @@ def load_images(source: str, synthetic: Optional[int], seed: int = 0, image_size
 
 
 def context() -> dict:
-    import albumentations
+    from importlib import metadata
+
     import keras
+
+    def version(name):  # read from the package metadata: importing albumentations just to report it costs
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
 
     return {
         "versions": {
@@ -154,7 +161,7 @@ def context() -> dict:
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "numpy": np.__version__,
-            "albumentations": albumentations.__version__,
+            "albumentations": version("albumentations"),
         },
         "cpu_count": os.cpu_count(),
         "threading": {

@@ -54,6 +54,7 @@ def test_wheel_holds_augpipe_and_nothing_else_at_top_level(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for package in ("", "pipelines/", "augment/", "callbacks/", "scripts/"):
         assert f"augpipe/{package}__init__.py" in names
+    assert "augpipe/data/mnist_5k.npz" in names  # the embedded digits travel inside the package
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "run-mnist = augpipe.scripts.run_mnist:main" in text

@@ -284,3 +284,22 @@ def test_the_generated_op_table_in_the_docs_matches_the_code():
     page = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "ops.md").read_text()
     assert op_table.markdown_table() in page, "regenerate docs/ops.md from op_table.markdown_table()"
     assert all(op.strength_rule for op in op_table.OPS.values())
+
+
+def test_a_non_mit_albumentations_is_named_once_with_its_licence(monkeypatch):
+    from importlib import metadata
+
+    from augpipe.augment import host
+
+    assert host.check_albumentations_licence() is None  # the pinned MIT release: nothing to say
+    monkeypatch.setattr(metadata, "packages_distributions", lambda: {"albumentations": ["albumentationsx"]})
+    monkeypatch.setattr(metadata, "version", lambda name: "2.1.3")
+    monkeypatch.setattr(host, "_warned", [])
+    with pytest.warns(UserWarning, match="from albumentationsx 2.1.3, not the MIT-licensed albumentations 2.0.8.*AGPL"):
+        reason = host.check_albumentations_licence()
+    assert "AGPL-3.0" in reason
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert host.check_albumentations_licence() == reason  # said once per process
