@@ -250,3 +250,16 @@ def test_a_damaged_run_refuses_to_resume_in_one_line_and_changes_nothing(tiny_np
     assert len(errors) == 1 and errors[0].startswith("Error:") and damage in errors[0], result.stderr
     assert "fingerprint" not in errors[0] and "Traceback" not in result.output
     assert _files(run_dir) == before
+
+
+def test_an_overwrite_with_an_image_size_the_model_cannot_take_keeps_the_old_run(shapes_folder, tmp_path):
+    # Found on main: the old run was gone after the model build failed on --image-size 3.
+    run_dir = tmp_path / "run"
+    first = invoke("--source", shapes_folder, "--image-size", 16, "--model", "mlp", "--epochs", 1, "--run-dir", run_dir,
+                   "--quiet", "--no-tensorboard")
+    assert first.exit_code == 0, first.output
+    before = _files(run_dir)
+    result = invoke("--overwrite", "--source", shapes_folder, "--image-size", 3, "--epochs", 1, "--run-dir", run_dir,
+                    "--quiet")
+    assert result.exit_code == 2 and "too small for --model cnn" in result.output
+    assert _files(run_dir) == before
