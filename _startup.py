@@ -51,9 +51,23 @@ def is_startup_noise(line: str) -> bool:
     return bool(_STARTUP_NOISE.match(line))
 
 
+# What libjpeg and libpng print on file descriptor 2 about a file they cannot decode. augpipe reports each
+# such file itself, by name, in one line (or counts it with --skip-bad-images).
+_DECODER_NOISE = re.compile(
+    r"^(?:Improper call to JPEG library|Corrupt JPEG data|Premature end of JPEG file|Input file read error"
+    r"|Not a JPEG file|Invalid JPEG file structure|Bogus |Unsupported marker|libpng (?:error|warning))"
+)
+
+
+def is_decoder_noise(line: str) -> bool:
+    """True for a line an image decoder prints about a file augpipe reports itself."""
+    return bool(_DECODER_NOISE.match(line))
+
+
 @contextlib.contextmanager
-def filtered_stderr():
-    """Capture file descriptor 2, then write back every line that is not startup noise."""
+def filtered_stderr(drop=None):
+    """Capture file descriptor 2, then write back every line that `drop` (default: startup noise) rejects not."""
+    drop = drop or is_startup_noise
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as capture:
@@ -68,7 +82,7 @@ def filtered_stderr():
             kept = [
                 line
                 for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
-                if not is_startup_noise(line)
+                if not drop(line)
             ]
             if kept:
                 sys.stderr.write("".join(kept))

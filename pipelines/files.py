@@ -29,6 +29,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from augpipe import _startup
+
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 RESIZE_MODES = ("stretch", "crop", "pad")
 CACHE_MODES = ("auto", "memory", "stream", "file")
@@ -363,15 +365,17 @@ def check_files(paths: Sequence[str]) -> tuple:
 
     dataset = tf.data.Dataset.range(len(paths)).map(probe, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     found = np.zeros(len(paths), np.int64)
-    for index, channels in dataset.ignore_errors().batch(1024).as_numpy_iterator():
-        found[index] = channels
     errors = {}
-    for index in np.flatnonzero(found == 0):
-        try:
-            tf.io.decode_image(tf.io.read_file(encoded[index]), channels=0, expand_animations=False)
-            errors[int(index)] = "could not be decoded"
-        except Exception as error:  # tf.errors.OpError: the decoder's message names the problem
-            errors[int(index)] = _tf_error_text(error)
+    # libjpeg prints its own lines about a bad file on file descriptor 2; the errors returned here name it.
+    with _startup.filtered_stderr(drop=_startup.is_decoder_noise):
+        for index, channels in dataset.ignore_errors().batch(1024).as_numpy_iterator():
+            found[index] = channels
+        for index in np.flatnonzero(found == 0):
+            try:
+                tf.io.decode_image(tf.io.read_file(encoded[index]), channels=0, expand_animations=False)
+                errors[int(index)] = "could not be decoded"
+            except Exception as error:  # tf.errors.OpError: the decoder's message names the problem
+                errors[int(index)] = _tf_error_text(error)
     return found, errors
 
 

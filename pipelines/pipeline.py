@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Optional, Sequence, Union
 
 import keras
@@ -11,6 +12,11 @@ import tensorflow as tf
 from augpipe.pipelines.files import ImageFiles
 from augpipe.pipelines.splits import Split
 from augpipe.validation import check_int
+
+# Keras warns on every fit(dataset) that leaves `shuffle` at its default that shuffling is ignored for a
+# tf.data dataset. augpipe's pipelines order each epoch themselves (seeded, by epoch), so the notice says
+# nothing to their users; this one message is silenced, nothing else.
+warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed, but will be ignored", category=UserWarning)
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -8,6 +8,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import pathlib
 import socket
@@ -34,6 +36,23 @@ DOWNLOAD_PROBE_HOSTS = (("storage.googleapis.com", 443),)
 
 ACCESS_OPTION = SourceOption("access", "tfds: auto, memory or random (in the spec: ?access=random).",
                              query=str, command=False)
+
+
+class _WithoutMissingInfoWarning(logging.Filter):
+    """Drops tensorflow-datasets' "Variant folder ... has no dataset_info.json": augpipe says what is missing."""
+
+    def filter(self, record):
+        return "has no dataset_info.json" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_tfds_lookup():
+    logger, quiet = logging.getLogger("absl"), _WithoutMissingInfoWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def tfds_data_dir(data_dir) -> pathlib.Path:
@@ -145,7 +164,8 @@ def load_tfds(name: str, config: Optional[str] = None, *, data_dir=None, downloa
     root = tfds_data_dir(data_dir)
     full_name = f"{name}/{config}" if config else name
     try:
-        builder = tfds.builder(full_name, data_dir=str(root))
+        with _quiet_tfds_lookup():
+            builder = tfds.builder(full_name, data_dir=str(root))
     except Exception as error:  # tfds raises several types for an unknown name
         known = tfds.list_builders(with_community_datasets=False)
         hint = did_you_mean(name, known)
@@ -153,7 +173,9 @@ def load_tfds(name: str, config: Optional[str] = None, *, data_dir=None, downloa
             f"Unknown tensorflow-datasets dataset {full_name!r} ({type(error).__name__}).{hint} "
             "See `tfds.list_builders()` for the valid names."
         ) from None
-    if not builder.is_prepared():
+    with _quiet_tfds_lookup():
+        prepared = builder.is_prepared()
+    if not prepared:
         offline_help = (
             f"To supply it offline, run `tfds build {full_name} --data_dir DIR` on a "
             f"machine with network access and copy DIR to {str(root)!r} (or pass data_dir)."

@@ -12,7 +12,9 @@ raw ceiling, so the comparison survives a noisy machine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 import platform
 import resource
@@ -362,9 +364,27 @@ def profile_input(settings: Optional[ProfileSettings] = None, *, progress: Optio
     elif options:
         settings = dataclasses.replace(settings, **options)
     profile = Profile(settings.checked(), progress or (lambda message: None))
-    for stage in STAGES:
-        stage(profile)
+    with _without_retracing_warnings():
+        for stage in STAGES:
+            stage(profile)
     return report(profile)
+
+
+class _RetracingFilter(logging.Filter):
+    """Every stage traces its own consumer once, in the untimed warm-up; TensorFlow calls that retracing."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_retracing_warnings():
+    logger, quiet = tf.get_logger(), _RetracingFilter()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def report(profile: Profile) -> dict:
