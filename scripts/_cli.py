@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import tempfile
+import time
+import traceback
+
 import click
 
 
@@ -102,3 +108,37 @@ def fixed_strength(ctx, param, value):
     if len(values) != 1:
         raise click.BadParameter(f"expected one strength, got {value!r}")
     return values[0]
+
+
+def one_line_errors(command: str):
+    """A command's unexpected failure ends in one line naming a file with the traceback, and exit 1.
+
+    Expected failures are the command's own one-line errors and click's usage
+    errors; anything else is a bug. Its traceback is written to
+    `<temp dir>/augpipe-<command>-<time>-<pid>.log` instead of the terminal.
+    """
+
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+                raise
+            except Exception as error:
+                path = os.path.join(tempfile.gettempdir(),
+                                    f"augpipe-{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+                try:
+                    with open(path, "w") as handle:
+                        handle.write(traceback.format_exc())
+                    where = f"the traceback is in {path}"
+                except OSError:
+                    where = "the traceback could not be written to a file"
+                summary = (str(error).strip().splitlines() or [""])[0][:300]
+                click.echo(f"Error: unexpected {type(error).__name__}: {summary} ({where}; please report it).",
+                           err=True)
+                raise SystemExit(1) from None
+
+        return wrapper
+
+    return decorate

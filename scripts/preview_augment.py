@@ -19,7 +19,7 @@ import click
 import numpy as np
 
 from augpipe import pipelines
-from augpipe.scripts._cli import ImageSizeOption, fixed_strengths
+from augpipe.scripts._cli import ImageSizeOption, fixed_strengths, one_line_errors
 
 
 def augment_grid(images: np.ndarray, policy, strengths: Sequence[float], seed: int = 0) -> np.ndarray:
@@ -103,6 +103,7 @@ def save_grid(grid: np.ndarray, strengths: Sequence[float], path: pathlib.Path, 
 @click.option("--samples", type=click.IntRange(min=1, max=64), default=8, help="Images per row.")
 @click.option("--seed", type=int, default=0)
 @click.option("--out", type=click.Path(dir_okay=False), default="augment_preview.png", help="The PNG to write.")
+@one_line_errors("preview-augment")
 def main(policy, source, files, image_size, strengths, samples, seed, out):
     """Draw what an augmentation policy does: one row per strength, the same
     images and the same random draws in every row."""

@@ -10,7 +10,7 @@ import sys
 import click
 
 from augpipe import pipelines
-from augpipe.scripts._cli import ImageSizeOption, fixed_strength
+from augpipe.scripts._cli import ImageSizeOption, fixed_strength, one_line_errors
 
 
 def _batch_sizes(ctx, param, value):
@@ -67,6 +67,7 @@ def _compare(ctx, param, value):
               help="Images per timed measurement.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the results here.")
 @click.pass_context
+@one_line_errors("profile-input")
 def main(ctx, json_path, **options):
     """Measure images/sec at each stage of the input pipeline, against the raw
     ceiling and the peers, in one run; with --model, say whether training is

@@ -8,7 +8,7 @@ import click
 
 from augpipe import pipelines
 from augpipe.callbacks.strength import STRENGTH_HELP
-from augpipe.scripts._cli import cli_settings
+from augpipe.scripts._cli import cli_settings, one_line_errors
 
 
 def source_options(command):
@@ -50,6 +50,7 @@ def source_options(command):
               help="Accept that the local tf.data service listens on every interface, unauthenticated "
                    "(TensorFlow has no bind-address option). Only where other hosts cannot reach this machine.")
 @click.pass_context
+@one_line_errors("run-mnist")
 def main(ctx, **options):
     """Train a digit classifier end to end and leave a complete run directory.
 

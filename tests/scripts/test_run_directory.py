@@ -48,8 +48,8 @@ def test_a_run_that_fails_before_its_first_epoch_does_not_block_a_rerun(tiny_npz
         raise ValueError("a model that cannot be built")
 
     monkeypatch.setattr(experiment, "build_model", broken)
-    with pytest.raises(ValueError, match="cannot be built"):
-        invoke("--source", tiny_npz, "--model", "mlp", "--epochs", 1, "--run-dir", run_dir, "--quiet")
+    result = invoke("--source", tiny_npz, "--model", "mlp", "--epochs", 1, "--run-dir", run_dir, "--quiet")
+    assert result.exit_code == 1 and "cannot be built" in result.stderr
     assert not run_dir.exists()
     monkeypatch.undo()
     finished_run(tiny_npz, run_dir)
@@ -139,8 +139,9 @@ def test_a_failed_overwrite_in_the_model_build_keeps_the_old_run(tiny_npz, tmp_p
         raise ValueError("a model that cannot be built")
 
     monkeypatch.setattr(experiment, "build_model", broken)
-    with pytest.raises(ValueError, match="cannot be built"):
-        invoke("--overwrite", "--source", tiny_npz, "--model", "mlp", "--epochs", 1, "--run-dir", run_dir, "--quiet")
+    result = invoke("--overwrite", "--source", tiny_npz, "--model", "mlp", "--epochs", 1, "--run-dir", run_dir,
+                    "--quiet")
+    assert result.exit_code == 1 and "cannot be built" in result.stderr
     assert _files(run_dir) == before
 
 
@@ -263,3 +264,18 @@ def test_an_overwrite_with_an_image_size_the_model_cannot_take_keeps_the_old_run
                     "--quiet")
     assert result.exit_code == 2 and "too small for --model cnn" in result.output
     assert _files(run_dir) == before
+
+
+def test_an_unexpected_failure_is_one_line_naming_the_file_with_its_traceback(tiny_npz, tmp_path, monkeypatch):
+    def bug(*args, **kwargs):
+        raise KeyError("a bug in augpipe")
+
+    monkeypatch.setattr(experiment, "build_inputs", bug)
+    result = invoke("--source", tiny_npz, "--model", "mlp", "--epochs", 1, "--run-dir", tmp_path / "run", "--quiet")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: unexpected KeyError: 'a bug in augpipe' (the traceback is in ")
+    log = line.split("the traceback is in ")[1].split(";")[0]
+    text = open(log).read()
+    assert "Traceback" in text and "def bug" not in text and "a bug in augpipe" in text
+    os.remove(log)
