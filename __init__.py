@@ -8,17 +8,16 @@ Importing ``augpipe`` registers every Keras object it defines (the ``Augment``
 layer, the learning-rate schedule) under the ``augpipe`` package name, so
 ``keras.models.load_model("best.keras")`` works after ``import augpipe``.
 The command-line tools live in ``augpipe.scripts``; the package root imports
-nothing from them.
+nothing from them. When the program is one of those commands, nothing that
+imports TensorFlow is loaded here: a command's ``--help`` answers at once,
+and the command imports TensorFlow itself when it runs
+(``_startup.quiet_tensorflow_startup``).
 """
 
+import importlib as _importlib
 from importlib import metadata as _metadata
 
-# Before anything imports TensorFlow: a command's first screen without TensorFlow's startup notices.
 from augpipe import _startup
-
-_startup.quiet_tensorflow_startup()
-
-from augpipe import augment, callbacks, pipelines  # noqa: E402
 
 try:
     __version__ = _metadata.version("augpipe")
@@ -26,3 +25,14 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that was n
     __version__ = "0+unknown"
 
 __all__ = ["__version__", "augment", "callbacks", "pipelines"]
+
+if not _startup.running_a_command():
+    from augpipe import augment, callbacks, pipelines  # noqa: E402,F401
+    from augpipe.callbacks import lr as _lr  # noqa: E402,F401  (registers MultiplierSchedule with Keras)
+
+
+def __getattr__(name):
+    """The three libraries, loaded on first use inside a command."""
+    if name in ("augment", "callbacks", "pipelines"):
+        return _importlib.import_module(f"augpipe.{name}")
+    raise AttributeError(f"module 'augpipe' has no attribute {name!r}")

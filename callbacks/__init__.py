@@ -1,17 +1,51 @@
-"""Keras callbacks: strength schedules and control, LR control, scheduled evaluation, monitors, plots."""
+"""Keras callbacks: strength schedules and control, LR control, scheduled evaluation, monitors, plots.
 
-from augpipe.callbacks.base import RandomStateBackup, StatefulCallback
-from augpipe.callbacks.commit import BestModelCheckpoint, EpochBackup, EpochCommit, resumable
-from augpipe.callbacks.curves import TrainingCurves
-from augpipe.callbacks.evaluation import ScheduledEvaluation, check_no_test_monitor
-from augpipe.callbacks.lr import LearningRateControl, MultiplierSchedule, install_multiplier
-from augpipe.callbacks.probe import ProbeEvaluation, probe_figures
-from augpipe.callbacks.order import Stage, in_working_order, working_order_moves
-from augpipe.callbacks.monitors import AugmentationImages, ThroughputMonitor
-from augpipe.callbacks.safety import EpochLine, GracefulInterrupt, NonFiniteLossError, StopOnNonFiniteLoss
-from augpipe.callbacks.schedules import Schedule, constant, cosine, linear, parse_schedule, step
-from augpipe.callbacks.stopping import EarlyStopping
-from augpipe.callbacks.strength import AdaptiveStrength, StrengthSchedule, StrengthSpec, parse_strength
+The names below load their module (and Keras) when first used, so that a
+command's `--help` does not import TensorFlow; `import augpipe` imports them
+all at once (which registers the Keras objects), as before.
+"""
+
+import importlib
+import importlib.util
+
+# name -> the module that defines it
+_HOME = {
+    "RandomStateBackup": "base",
+    "StatefulCallback": "base",
+    "BestModelCheckpoint": "commit",
+    "EpochBackup": "commit",
+    "EpochCommit": "commit",
+    "resumable": "commit",
+    "TrainingCurves": "curves",
+    "ScheduledEvaluation": "evaluation",
+    "check_no_test_monitor": "evaluation",
+    "LearningRateControl": "lr",
+    "MultiplierSchedule": "lr",
+    "install_multiplier": "lr",
+    "ProbeEvaluation": "probe",
+    "probe_figures": "probe",
+    "Stage": "order",
+    "in_working_order": "order",
+    "working_order_moves": "order",
+    "AugmentationImages": "monitors",
+    "ThroughputMonitor": "monitors",
+    "EpochLine": "safety",
+    "GracefulInterrupt": "safety",
+    "NonFiniteLossError": "safety",
+    "StopOnNonFiniteLoss": "safety",
+    "Schedule": "schedules",
+    "constant": "schedules",
+    "cosine": "schedules",
+    "linear": "schedules",
+    "parse_schedule": "schedules",
+    "step": "schedules",
+    "EarlyStopping": "stopping",
+    "AdaptiveStrength": "strength",
+    "StrengthSchedule": "strength",
+    "StrengthSpec": "strength",
+    "parse_strength": "strength",
+}
+
 
 __all__ = [
     "AdaptiveStrength",
@@ -61,11 +95,16 @@ _MOVED = {
 
 
 def __getattr__(name):
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"augpipe.callbacks.{_HOME[name]}"), name)
+        globals()[name] = value
+        return value
     if name in _MOVED:
-        import importlib
         import warnings
 
         module, new = _MOVED[name]
         warnings.warn(f"augpipe.callbacks.{name} is deprecated: use {new}.", DeprecationWarning, stacklevel=2)
         return getattr(importlib.import_module(module), name)
+    if importlib.util.find_spec(f"augpipe.callbacks.{name}") is not None:  # a submodule not imported yet
+        return importlib.import_module(f"augpipe.callbacks.{name}")
     raise AttributeError(f"module 'augpipe.callbacks' has no attribute {name!r}")

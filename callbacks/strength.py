@@ -15,12 +15,17 @@ from augpipe.callbacks.base import (
     strength_variable,
     without_test_keys,
 )
+from augpipe.callbacks.grammar import (  # noqa: F401  (re-exported)
+    ADAPTIVE_INITIAL_STRENGTH,
+    ADAPTIVE_WARMUP_EPOCHS,
+    SIGNALS,
+    STRENGTH_HELP,
+)
 from augpipe.callbacks.order import Stage, Staged
 from augpipe.callbacks.schedules import Schedule, constant, parse_schedule
 
 ACCURACY_KEYS = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "acc")
 # The built-in signals: the log keys each reads (accuracy_gap finds its accuracy key), and the default targets.
-SIGNALS = ("accuracy_gap", "loss_ratio", "probe_gap", "probe_loss_gap", "probe_confidence")
 SIGNAL_KEYS = {
     "loss_ratio": ("loss", "val_loss"),
     "probe_gap": ("probe_accuracy", "val_accuracy"),
@@ -293,17 +298,6 @@ class AdaptiveStrength(StatefulCallback):
 
 # ----------------------------------------------------------------------------
 # The strength grammar of every command: one parser.
-
-# Adaptive runs start here: the controller then moves it by 0.05 per epoch.
-ADAPTIVE_INITIAL_STRENGTH = 0.3
-# Hold it while the first epochs' fast learning dominates the gap signal.
-ADAPTIVE_WARMUP_EPOCHS = 2
-STRENGTH_HELP = (
-    "'adaptive' (closed-loop control; adaptive:SIGNAL picks its signal: accuracy_gap, loss_ratio, probe_gap, "
-    "probe_loss_gap, probe_confidence), 'off', a number or 'constant:X', or a schedule: "
-    "linear:START:END:EPOCHS, cosine:START:END:EPOCHS, step:V1,V2,...:EVERY."
-)
-
 
 @dataclasses.dataclass(frozen=True)
 class StrengthSpec:

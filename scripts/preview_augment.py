@@ -18,7 +18,7 @@ from typing import Sequence
 import click
 import numpy as np
 
-from augpipe import pipelines
+from augpipe import _startup, pipelines
 from augpipe.scripts._cli import ImageSizeOption, fixed_strengths, one_line_errors
 
 
@@ -107,7 +107,7 @@ def save_grid(grid: np.ndarray, strengths: Sequence[float], path: pathlib.Path, 
 def main(policy, source, files, image_size, strengths, samples, seed, out):
     """Draw what an augmentation policy does: one row per strength, the same
     images and the same random draws in every row."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _startup.quiet_tensorflow_startup()  # TensorFlow is first imported here, not for --help
     from augpipe.scripts.profiling import resolve_policy
 
     blocked = next((p for p in pathlib.Path(out).parents if p.exists() and not p.is_dir()), None)

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from augpipe import pipelines
+from augpipe import _startup, pipelines
 from augpipe.scripts._cli import ImageSizeOption, fixed_strength, one_line_errors
 
 
@@ -72,8 +72,8 @@ def main(ctx, json_path, **options):
     """Measure images/sec at each stage of the input pipeline, against the raw
     ceiling and the peers, in one run; with --model, say whether training is
     input-bound."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    _startup.quiet_tensorflow_startup()  # TensorFlow is first imported here, not for --help
     from augpipe.scripts import profiling
 
     try:

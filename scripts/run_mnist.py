@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from augpipe import pipelines
-from augpipe.callbacks.strength import STRENGTH_HELP
+from augpipe import _startup, pipelines
+from augpipe.callbacks.grammar import STRENGTH_HELP
 from augpipe.scripts._cli import cli_settings, one_line_errors
 
 
@@ -58,6 +58,7 @@ def main(ctx, **options):
     full MNIST when it is on this machine), with device-side augmentation
     whose strength is controlled from the train/val accuracy gap.
     """
+    _startup.quiet_tensorflow_startup()  # TensorFlow is first imported here, not for --help
     from augpipe.scripts import experiment
 
     explicit = {

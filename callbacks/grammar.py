@@ -1,0 +1,21 @@
+"""The words of the strength grammar (`callbacks.parse_strength` parses it), without Keras.
+
+The commands read `STRENGTH_HELP` for their `--help`, which must not import
+TensorFlow; `strength.py` holds the parser and the callbacks.
+
+>>> "adaptive:SIGNAL" in STRENGTH_HELP and all(signal in STRENGTH_HELP for signal in SIGNALS)
+True
+"""
+
+# The built-in signals of AdaptiveStrength (strength.SIGNAL_KEYS says which log keys each reads).
+SIGNALS = ("accuracy_gap", "loss_ratio", "probe_gap", "probe_loss_gap", "probe_confidence")
+
+# Adaptive runs start here: the controller then moves it by 0.05 per epoch.
+ADAPTIVE_INITIAL_STRENGTH = 0.3
+# Hold it while the first epochs' fast learning dominates the gap signal.
+ADAPTIVE_WARMUP_EPOCHS = 2
+STRENGTH_HELP = (
+    "'adaptive' (closed-loop control; adaptive:SIGNAL picks its signal: accuracy_gap, loss_ratio, probe_gap, "
+    "probe_loss_gap, probe_confidence), 'off', a number or 'constant:X', or a schedule: "
+    "linear:START:END:EPOCHS, cosine:START:END:EPOCHS, step:V1,V2,...:EVERY."
+)
