@@ -62,6 +62,8 @@ class Source:
         class_names: one name per class.
         provenance: a human-readable line saying what was loaded from where.
         official_test: the source's own test split, or None.
+        official_val: the source's own validation split (a folder's val/),
+            or None: `make_splits` then carves one out.
         name: a short name, e.g. `"mnist-embedded"`.
         skipped: files left out because they could not be decoded
             (`on_error="skip"`), with the reason, as `(path, reason)` pairs.
@@ -82,6 +84,7 @@ class Source:
     official_test: Optional[LabeledArrays] = None
     name: str = "arrays"
     skipped: tuple = ()
+    official_val: Optional[LabeledArrays] = None
 
     @property
     def image_shape(self) -> tuple:

@@ -172,7 +172,13 @@ def make_splits(source: Source, *, val_size=None, test_size=None, seed: int = 0)
             f"the test split. Received: test_size={test_size!r}. Pass test_size=None."
         )
     test_count = 0 if has_official else _resolve_size(test_size, total, "test_size", 0.2)
-    val_count = _resolve_size(val_size, total, "val_size", 0.1)
+    has_val = source.official_val is not None
+    if has_val and val_size is not None:
+        raise ValueError(
+            f"Source {source.name!r} has its own validation split, which is always the val split. Received: "
+            f"val_size={val_size!r}. Pass val_size=None."
+        )
+    val_count = 0 if has_val else _resolve_size(val_size, total, "val_size", 0.1)
     if val_count + test_count >= total:
         raise ValueError(
             f"val_size={val_count} plus test_size={test_count} leaves no training "
@@ -214,9 +220,13 @@ def make_splits(source: Source, *, val_size=None, test_size=None, seed: int = 0)
         test_split = Split("test", source.official_test.images, source.official_test.labels, source.num_classes)
     else:
         test_split = take("test")
+    if has_val:
+        val_split = Split("val", source.official_val.images, source.official_val.labels, source.num_classes)
+    else:
+        val_split = take("val")
     return Splits(
         train=take("train"),
-        val=take("val"),
+        val=val_split,
         test=test_split,
         seed=int(seed),
         provenance=source.provenance,

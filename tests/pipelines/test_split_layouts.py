@@ -1,0 +1,94 @@
+"""Folders laid out by split (train/, val/, test/ holding class folders) are read as those splits."""
+
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from augpipe import pipelines
+from augpipe.pipelines.synthetic import write_shapes_folder
+
+
+@pytest.fixture(scope="module")
+def split_folder(tmp_path_factory):
+    """train/ with 4 shape classes x 12, test/ with the same classes x 5."""
+    root = tmp_path_factory.mktemp("layout")
+    write_shapes_folder(root / "train", per_class=12, seed=0)
+    write_shapes_folder(root / "test", per_class=5, seed=1)
+    return root
+
+
+def count_files(folder):
+    return sum(1 for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_train_and_test_folder_is_read_as_those_splits_not_as_two_classes(split_folder):
+    # Found on main: train/ and test/ were read as two classes, the test images trained on, and run-mnist
+    # reported the share of "train" files as its accuracy.
+    source = pipelines.load_source(f"folder:{split_folder}", image_size=(16, 16))
+    assert source.class_names == tuple(sorted(p.name for p in (split_folder / "train").iterdir()))
+    assert len(source) == count_files(split_folder / "train")
+    assert len(source.official_test.images) == count_files(split_folder / "test")
+    assert "train/ + test/" in source.provenance
+    splits = pipelines.make_splits(source, seed=0)
+    assert len(splits.test) == count_files(split_folder / "test") and splits.test_is_official
+    assert len(splits.train) + len(splits.val) == len(source)
+    splits.check_disjoint()
+    assert not {p for p in splits.test.images.paths} & {p for p in splits.train.images.paths}
+
+
+def test_a_given_val_folder_is_the_val_split(split_folder, tmp_path):
+    root = tmp_path / "with_val"
+    shutil.copytree(split_folder, root)
+    write_shapes_folder(root / "validation", per_class=3, seed=2)
+    source = pipelines.load_source(f"folder:{root}", image_size=(16, 16))
+    splits = pipelines.make_splits(source, seed=0)
+    assert len(splits.val) == count_files(root / "validation") and len(splits.train) == len(source)
+
+
+def test_class_indices_follow_the_training_classes_by_name(split_folder, tmp_path):
+    root = tmp_path / "fewer"
+    shutil.copytree(split_folder, root)
+    missing = sorted((root / "test").iterdir())[0]
+    shutil.rmtree(missing)  # the test set lacks a class: fine, it is trained and reported
+    source = pipelines.load_source(f"folder:{root}", image_size=(16, 16))
+    assert len(source.class_names) == 4 and 0 not in set(source.official_test.labels.tolist())
+    # Every test image keeps the label of its class name: compare each path's folder with its class.
+    for path, label in zip(source.official_test.images.paths, source.official_test.labels):
+        assert f"/{source.class_names[label]}/" in str(path)
+    (root / "test" / "hexagon").mkdir()
+    shutil.copy(next((root / "train" / source.class_names[1]).iterdir()), root / "test" / "hexagon" / "x.png")
+    with pytest.raises(ValueError, match=r"test/ has class folder\(s\) 'hexagon' that train/ lacks"):
+        pipelines.load_source(f"folder:{root}", image_size=(16, 16))
+
+
+def test_split_folders_mixed_with_class_folders_are_refused_naming_both(split_folder, tmp_path):
+    root = tmp_path / "mixed"
+    shutil.copytree(split_folder, root)
+    shutil.copytree(split_folder / "train" / sorted(p.name for p in (split_folder / "train").iterdir())[0],
+                    root / "cats")
+    with pytest.raises(ValueError, match=r"mixes split folders \('test', 'train'\) with other folders \('cats'\)"):
+        pipelines.load_source(f"folder:{root}", image_size=(16, 16))
+
+
+def test_class_names_align_a_folder_with_a_given_list(split_folder):
+    names = ("zigzag",) + tuple(sorted(p.name for p in (split_folder / "train").iterdir()))
+    source = pipelines.load_source(f"folder:{split_folder / 'train'}", image_size=(16, 16), class_names=names)
+    assert source.class_names == names and source.num_classes == 5 and 0 not in set(source.labels.tolist())
+    with pytest.raises(ValueError, match=r"class folder\(s\) 'circle'.* not in class_names"):
+        pipelines.load_source(f"folder:{split_folder / 'train'}", image_size=(16, 16), class_names=("square",))
+
+
+def test_run_mnist_reports_the_given_test_folder(split_folder, tmp_path):
+    from augpipe.scripts.run_mnist import main
+    import json
+
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(main, ["--source", f"folder:{split_folder}", "--image-size", "16", "--model", "mlp",
+                                       "--epochs", "1", "--batch-size", "16", "--run-dir", str(run_dir), "--quiet",
+                                       "--no-tensorboard"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["splits"]["test"]["size"] == count_files(split_folder / "test")
+    assert len(json.loads((run_dir / "config.json").read_text())["splits"]["train"]["class_counts"]) == 4
