@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 
 from augpipe.pipelines.files import ImageFiles
-from augpipe.pipelines.sources import Source
+from augpipe.pipelines.sources import LabeledArrays, Source
 
 
 def example_digests(images) -> list:
@@ -141,7 +141,33 @@ def _allocate(class_counts: np.ndarray, total: int) -> np.ndarray:
     return base
 
 
-def make_splits(source: Source, *, val_size=None, test_size=None, seed: int = 0) -> Splits:
+def align_test_source(source: Source, test: Source) -> tuple:
+    """`(images, labels)` of a separate test source, its labels re-indexed into `source`'s classes by name.
+
+    A class the test source lacks is fine; one the training source lacks is
+    an error naming it; the images must have the training images' shape.
+    """
+    unknown = [name for name in test.class_names if name not in source.class_names]
+    present = set(np.unique(test.labels).tolist())
+    unknown = [name for i, name in enumerate(test.class_names) if name in unknown and i in present]
+    if unknown:
+        raise ValueError(
+            f"The test source {test.name!r} has class(es) {', '.join(map(repr, unknown))} that the training source "
+            f"lacks (its classes: {', '.join(map(repr, source.class_names))}). Every test class must be trained: "
+            "add its images to the training source, or leave them out of the test source."
+        )
+    if tuple(test.image_shape) != tuple(source.image_shape):
+        raise ValueError(
+            f"The test source's images have shape {tuple(test.image_shape)}, the training images "
+            f"{tuple(source.image_shape)}. Expected the same: load both at one size (folder sources: one image_size "
+            "and channels)."
+        )
+    mapping = np.asarray([source.class_names.index(name) if name in source.class_names else -1
+                          for name in test.class_names], np.int64)
+    return test.images, mapping[test.labels]
+
+
+def make_splits(source: Source, *, val_size=None, test_size=None, seed: int = 0, test: Optional[Source] = None) -> Splits:
     """Makes stratified, seeded train / val / test splits of a source.
 
     The source's official test split is used as the test split when it has
@@ -153,8 +179,11 @@ def make_splits(source: Source, *, val_size=None, test_size=None, seed: int = 0)
         val_size: a count, or a fraction of the source's training data.
             Default 0.1.
         test_size: a count, or a fraction. Default 0.2. Must be None when
-            the source has an official test split.
+            the source has an official test split or `test` is given.
         seed: seeds the permutation within each class.
+        test: a separate `Source` that is the test split (run-mnist's
+            `--test-source`); its labels follow the training classes by
+            name (`align_test_source`).
 
     Example:
 
@@ -163,6 +192,15 @@ def make_splits(source: Source, *, val_size=None, test_size=None, seed: int = 0)
     >>> len(splits.train), len(splits.val), len(splits.test)
     (3500, 500, 1000)
     """
+    if test is not None:
+        if source.official_test is not None:
+            raise ValueError(
+                f"Source {source.name!r} has its own test split, and a test source was given too. Pass one: "
+                "test=None, or a training source without a test split."
+            )
+        images, test_labels = align_test_source(source, test)
+        source = dataclasses.replace(source, official_test=LabeledArrays(images, test_labels),
+                                     provenance=f"{source.provenance}; test: {test.provenance}")
     labels = source.labels
     total = len(labels)
     has_official = source.official_test is not None

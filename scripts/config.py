@@ -42,7 +42,9 @@ def _source_values(self) -> dict:
 
 ExperimentConfig = dataclasses.make_dataclass(
     "ExperimentConfig",
-    [("source", str, dataclasses.field(default="mnist"))]
+    [("source", str, dataclasses.field(default="mnist")),
+     # Another source that is the test split (its classes matched by name); None: the source's own or carved.
+     ("test_source", Optional[str], dataclasses.field(default=None))]
     + [(o.name, Any, dataclasses.field(default=False if o.kind == "flag" else None)) for o in SOURCE_FIELDS]
     + [
         ("model", str, dataclasses.field(default="cnn")),
@@ -129,6 +131,11 @@ def check_config(config: ExperimentConfig) -> None:
         kind = pipelines.sources.source_kind(config.source)
     except ValueError as error:
         raise ConfigError(f"<source>: {error}") from None
+    if config.test_source is not None:
+        try:
+            pipelines.sources.source_kind(config.test_source)
+        except ValueError as error:
+            raise ConfigError(f"<test_source>: {error}") from None
     declared = {o.name for o in kind.options}
     given = [name for name, value in config.source_values().items()
              if value not in (None, False) and name not in declared]

@@ -164,11 +164,23 @@ def load_data(config: ExperimentConfig) -> Data:
                 f"The source's {height}x{width} images are too small for <model> {config.model} (at least "
                 f"{smallest}x{smallest}). Use <model> mlp, or larger images."
             )
-        splits = pipelines.make_splits(source, seed=config.seed)
+        test = load_test_source(config, source) if config.test_source else None
+        splits = pipelines.make_splits(source, seed=config.seed, test=test)
         splits.check_disjoint()
     except (ValueError, FileNotFoundError, ConnectionError, OSError) as error:
         raise RunError(str(error)) from None
     return Data(source, splits)
+
+
+def load_test_source(config: ExperimentConfig, source: pipelines.Source) -> pipelines.Source:
+    """The `test_source`, loaded with the options its kind shares with the source, at the source's image shape."""
+    kind = pipelines.sources.source_kind(config.test_source)
+    declared = {o.name for o in kind.options}
+    values = {k: v for k, v in config.source_values().items() if k in declared}
+    if kind.kind == "folder":  # decoded exactly like the training images
+        values.update(image_size=tuple(source.image_shape[:2]), channels=int(source.image_shape[2]))
+    return pipelines.load_source(config.test_source,
+                                 **pipelines.sources.loader_options(config.test_source, values))
 
 
 def write_config(config: ExperimentConfig, run_dir: pathlib.Path, data: Data) -> None:

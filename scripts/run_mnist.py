@@ -16,6 +16,11 @@ def source_options(command):
     for option in reversed(pipelines.sources.source_options()):
         if option.command:
             command = click.option(option.cli_flag, option.name, **cli_settings(option))(command)
+    command = click.option(
+        "--test-source", default=None, metavar="SPEC",
+        help="Another source (any spec above) that is the test split, e.g. folder:photos_test; its classes are "
+             "matched to the training classes by name (a folder is decoded like the training images)."
+    )(command)
     return click.option("--source", default="mnist", help=pipelines.sources.source_help())(command)
 
 

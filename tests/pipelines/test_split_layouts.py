@@ -92,3 +92,49 @@ def test_run_mnist_reports_the_given_test_folder(split_folder, tmp_path):
     report = json.loads((run_dir / "report.json").read_text())
     assert report["splits"]["test"]["size"] == count_files(split_folder / "test")
     assert len(json.loads((run_dir / "config.json").read_text())["splits"]["train"]["class_counts"]) == 4
+
+
+def test_make_splits_takes_a_separate_test_source_matched_by_class_name(split_folder, tmp_path):
+    train = pipelines.load_source(f"folder:{split_folder / 'train'}", image_size=(16, 16))
+    root = tmp_path / "test_only"
+    shutil.copytree(split_folder / "test", root)
+    shutil.rmtree(sorted(root.iterdir())[0])  # the test source lacks the first class: its indices shift
+    test = pipelines.load_source(f"folder:{root}", image_size=(16, 16), channels=train.image_shape[-1])
+    assert test.class_names != train.class_names
+    splits = pipelines.make_splits(train, seed=0, test=test)
+    assert len(splits.test) == count_files(root) and splits.test_is_official
+    for path, label in zip(splits.test.images.paths, splits.test.labels):
+        assert f"/{train.class_names[label]}/" in str(path)
+    splits.check_disjoint()
+    small = pipelines.load_source(f"folder:{root}", image_size=(8, 8), channels=train.image_shape[-1])
+    with pytest.raises(ValueError, match=r"test source's images have shape \(8, 8, .\), the training images \(16, 16"):
+        pipelines.make_splits(train, seed=0, test=small)
+
+
+def test_run_mnist_test_source_reports_it_and_refuses_an_unknown_class(split_folder, tmp_path):
+    import json
+
+    from augpipe.scripts.run_mnist import main
+
+    def run(test_folder, run_dir):
+        return CliRunner().invoke(main, ["--source", f"folder:{split_folder / 'train'}", "--test-source",
+                                         f"folder:{test_folder}", "--image-size", "16", "--model", "mlp",
+                                         "--epochs", "1", "--batch-size", "16", "--run-dir", str(run_dir),
+                                         "--quiet", "--no-tensorboard"])
+
+    result = run(split_folder / "test", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["splits"]["test"]["size"] == count_files(split_folder / "test")
+    unknown = tmp_path / "unknown"
+    shutil.copytree(split_folder / "test", unknown)
+    (unknown / "hexagon").mkdir()
+    shutil.copy(next((split_folder / "test" / "circle").iterdir()), unknown / "hexagon" / "x.png")
+    result = run(unknown, tmp_path / "run2")
+    assert result.exit_code == 1 and "class(es) 'hexagon' that the training source lacks" in result.stderr
+    assert not (tmp_path / "run2").exists()
+    overlap = tmp_path / "overlap"
+    shutil.copytree(split_folder / "test", overlap)
+    shutil.copy(next((split_folder / "train" / "circle").iterdir()), overlap / "circle" / "copy.png")
+    result = run(overlap, tmp_path / "run3")
+    assert result.exit_code == 1 and "copy.png" in result.stderr, result.output
