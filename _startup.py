@@ -28,7 +28,7 @@ import re
 import sys
 import tempfile
 
-COMMANDS = ("run-mnist", "profile-input", "preview-augment")
+COMMANDS = ("run-mnist", "profile-input", "preview-augment", "score-run")
 
 _STARTUP_NOISE = re.compile(
     r"^(?:"

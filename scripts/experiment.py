@@ -54,6 +54,7 @@ from augpipe.scripts.config import (  # noqa: F401  (re-exported: the experiment
     RunError,
     check_config,
 )
+from augpipe.scripts import scoring
 from augpipe.scripts.models import MIN_IMAGE_SIZE, build_model
 from augpipe.scripts.rundir import (  # noqa: F401  (re-exported)
     _as_saved,
@@ -191,6 +192,7 @@ def write_config(config: ExperimentConfig, run_dir: pathlib.Path, data: Data) ->
             "options": config.options(),
             "versions": package_versions(),
             "provenance": data.source.provenance,
+            "class_names": list(data.source.class_names),
             "splits": data.splits.summary(),
         }
         callback_files.atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default))
@@ -385,6 +387,10 @@ def write_report(config: ExperimentConfig, run_dir: pathlib.Path, data: Data, pa
     loss, metrics = _loss_and_metrics(config.mixup)
     best.compile(loss=loss, metrics=metrics)
     test_results = best.evaluate(inputs.test, verbose=0, return_dict=True)
+    per_class = scoring.score(best, inputs.test, data.source.class_names)
+    scoring.write_confusion_png(run_dir / "confusion.png", per_class, data.source.class_names,
+                                title=f"best model (epoch {_best_epoch(run_dir)}) on the test split: "
+                                      f"{100 * float(test_results['accuracy']):.2f} %")
     rows = read_log(run_dir / "log.csv")
     best_row = max(rows, key=lambda r: float(r.get("val_accuracy", "nan") or "nan")) if rows else {}
     throughput = [float(r["images_per_sec"]) for r in rows if r.get("images_per_sec") not in (None, "", "nan")]
@@ -403,6 +409,11 @@ def write_report(config: ExperimentConfig, run_dir: pathlib.Path, data: Data, pa
         "next_strength": float(parts.augment_layer.strength.numpy()),
         "provenance": data.source.provenance,
         "splits": {s.name: {"size": len(s), "fingerprint": s.fingerprint} for s in data.splits},
+        # The best model on the test split, class by class (rows of the confusion matrix: true class).
+        "class_names": list(data.source.class_names),
+        "test_per_class": per_class["per_class"],
+        "test_confusion": per_class["confusion"],
+        "weakest_class": per_class["weakest_class"],
         "options": config.options(),
     }
     callback_files.atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=_json_default))
@@ -416,6 +427,9 @@ def load_best_model(path) -> keras.Model:
     function), which could run anything; such a file is refused with a
     `RunError`.
     """
+    from augpipe.augment import layer as _layer  # noqa: F401  (registers Augment with Keras)
+    from augpipe.callbacks import lr as _lr  # noqa: F401  (registers MultiplierSchedule with Keras)
+
     try:
         return keras.models.load_model(path, safe_mode=True)
     except ValueError as error:
@@ -519,6 +533,20 @@ def _last_strength(rows: list, parts: ModelParts) -> float:
         return float(parts.augment_layer.strength.numpy())
 
 
+def _weakest(report: dict) -> str:
+    name = report.get("weakest_class")
+    if name is None:
+        return "n/a"
+    row = report["test_per_class"][name]
+    return f"{name}: {row['correct']} of {row['count']} ({100 * row['accuracy']:.1f} %)"
+
+
+def _best_epoch(run_dir: pathlib.Path):
+    rows = read_log(run_dir / "log.csv")
+    best = max(rows, key=lambda r: float(r.get("val_accuracy", "nan") or "nan")) if rows else None
+    return int(best["epoch"]) + 1 if best else "?"
+
+
 def summary_table(report: dict) -> str:
     rows = [
         ("test accuracy (best model)", f"{report['test_accuracy']:.4f}"),
@@ -528,6 +556,7 @@ def summary_table(report: dict) -> str:
         ("strength (last epoch)", f"{report['final_strength']:.2f}"
          + (f" (next: {report['next_strength']:.2f})"
             if abs(report.get("next_strength", report["final_strength"]) - report["final_strength"]) > 1e-9 else "")),
+        ("weakest class (test)", _weakest(report)),
         ("images/sec (median)", str(report["images_per_sec"])),
         ("wall time (s)", f"{report['wall_time_s']:.1f}"),
         ("data", report["provenance"]),

@@ -59,6 +59,7 @@ def test_wheel_holds_augpipe_and_nothing_else_at_top_level(tmp_path):
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "run-mnist = augpipe.scripts.run_mnist:main" in text
     assert "profile-input = augpipe.scripts.profile_input:main" in text
+    assert "score-run = augpipe.scripts.score_run:main" in text
 
 
 def test_no_bare_module_is_imported_after_everything_and_a_fit(tiny_source):

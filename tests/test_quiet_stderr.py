@@ -69,8 +69,8 @@ def test_help_never_imports_tensorflow():
     code = (
         "import sys\n"
         "sys.argv = ['run-mnist']\n"
-        "from augpipe.scripts import preview_augment, profile_input, run_mnist\n"
-        "for command in (run_mnist.main, profile_input.main, preview_augment.main):\n"
+        "from augpipe.scripts import preview_augment, profile_input, run_mnist, score_run\n"
+        "for command in (run_mnist.main, profile_input.main, preview_augment.main, score_run.main):\n"
         "    command(['--help'], standalone_mode=False)\n"
         "heavy = [name for name in ('tensorflow', 'keras', 'tensorflow_datasets', 'albumentations', 'matplotlib')\n"
         "         if name in sys.modules]\n"

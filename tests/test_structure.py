@@ -75,9 +75,9 @@ def test_every_registered_source_option_is_a_config_field_and_a_run_mnist_option
             assert option.cli_flag in params[option.name].opts, option.name
             assert run_mnist.flag(option.name) == option.cli_flag
     # The --source help of the three commands is the registry's.
-    from augpipe.scripts import preview_augment, profile_input
+    from augpipe.scripts import preview_augment, profile_input, score_run
 
-    for command in (run_mnist.main, profile_input.main, preview_augment.main):
+    for command in (run_mnist.main, profile_input.main, preview_augment.main, score_run.main):
         source = next(p for p in command.params if p.name == "source")
         assert source.help.startswith(pipelines.sources.source_help())
 
