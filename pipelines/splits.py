@@ -80,25 +80,61 @@ class Splits:
     def __iter__(self):
         return iter((self.train, self.val, self.test))
 
-    def check_disjoint(self) -> None:
-        """Raises ValueError if any image is in two splits.
+    def overlaps(self) -> list:
+        """Every image found in two splits, as `(later split, position, earlier split, position)`.
 
         Byte-identical duplicates count as the same image, whatever their
         position or label (for a folder source: files with the same
-        contents, whatever their names).
+        contents, whatever their names). The earlier split is the first of
+        train, val, test that holds the image.
         """
         seen: dict = {}
+        found = []
         for split in self:
             for position, item in enumerate(example_digests(split.images)):
                 first = seen.setdefault(item, (split.name, position))
                 if first[0] != split.name:
-                    raise ValueError(
-                        f"Splits overlap: {split.name}[{position}]{_where(split, position)} has the same "
-                        f"image bytes as {first[0]}[{first[1]}]{_where(getattr(self, first[0]), first[1])}. "
-                        "Expected disjoint "
-                        "train/val/test. Remove duplicates from the source, or "
-                        "use a different test set."
-                    )
+                    found.append((split.name, position, first[0], first[1]))
+        return found
+
+    def check_disjoint(self) -> None:
+        """Raises ValueError naming every overlapping pair (up to 10) and how many there are."""
+        found = self.overlaps()
+        if not found:
+            return
+        shown = "; ".join(
+            f"{later}[{position}]{_where(getattr(self, later), position)} = "
+            f"{earlier}[{first}]{_where(getattr(self, earlier), first)}"
+            for later, position, earlier, first in found[:10]
+        )
+        more = f" (and {len(found) - 10} more)" if len(found) > 10 else ""
+        raise ValueError(
+            f"Splits overlap: {len(found)} image(s) have the same bytes as an image of another split: {shown}{more}. "
+            "Expected disjoint train/val/test. Remove the duplicates from the source, pass drop_duplicates "
+            "(run-mnist: --drop-duplicates) to keep one copy in the earliest of train, val and test, or use "
+            "a different test set."
+        )
+
+    def without_duplicates(self) -> tuple:
+        """`(splits, removed)`: the splits with each image that another split holds too left out of the later one.
+
+        One copy stays, in the earliest of train, val and test.
+        """
+        found = self.overlaps()
+        if not found:
+            return self, 0
+        drop: dict = {}
+        for later, position, _, _ in found:
+            drop.setdefault(later, set()).add(position)
+
+        def keep(split):
+            if split.name not in drop:
+                return split
+            index = np.asarray([i for i in range(len(split)) if i not in drop[split.name]], np.int64)
+            return Split(split.name, split.images[index], split.labels[index], split.num_classes,
+                         None if split.indices is None else split.indices[index])
+
+        return dataclasses.replace(self, train=keep(self.train), val=keep(self.val), test=keep(self.test)), len(found)
 
     def summary(self) -> dict:
         """A JSON-ready description: sizes, class counts and fingerprints."""

@@ -55,6 +55,8 @@ ExperimentConfig = dataclasses.make_dataclass(
         ("strength", str, dataclasses.field(default="adaptive")),
         ("placement", str, dataclasses.field(default="device")),
         ("mixup", bool, dataclasses.field(default=False)),
+        # Leave out of val and test each image another split holds too (byte-identical), instead of refusing.
+        ("drop_duplicates", bool, dataclasses.field(default=False)),
         ("eval_every", int, dataclasses.field(default=5)),
         ("patience", Optional[int], dataclasses.field(default=None)),
         ("seed", int, dataclasses.field(default=0)),

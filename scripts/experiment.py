@@ -80,6 +80,7 @@ class Data:
 
     source: pipelines.Source
     splits: pipelines.Splits
+    duplicates_dropped: int = 0  # images left out of a later split because an earlier one held them (drop_duplicates)
 
 
 @dataclasses.dataclass
@@ -167,10 +168,13 @@ def load_data(config: ExperimentConfig) -> Data:
             )
         test = load_test_source(config, source) if config.test_source else None
         splits = pipelines.make_splits(source, seed=config.seed, test=test)
+        dropped = 0
+        if config.drop_duplicates:
+            splits, dropped = splits.without_duplicates()
         splits.check_disjoint()
     except (ValueError, FileNotFoundError, ConnectionError, OSError) as error:
         raise RunError(str(error)) from None
-    return Data(source, splits)
+    return Data(source, splits, dropped)
 
 
 def load_test_source(config: ExperimentConfig, source: pipelines.Source) -> pipelines.Source:
@@ -411,6 +415,7 @@ def write_report(config: ExperimentConfig, run_dir: pathlib.Path, data: Data, pa
         "splits": {s.name: {"size": len(s), "fingerprint": s.fingerprint} for s in data.splits},
         # The best model on the test split, class by class (rows of the confusion matrix: true class).
         "class_names": list(data.source.class_names),
+        "duplicates_dropped": data.duplicates_dropped,
         "test_per_class": per_class["per_class"],
         "test_confusion": per_class["confusion"],
         "weakest_class": per_class["weakest_class"],
@@ -484,7 +489,8 @@ def run_experiment(config: ExperimentConfig, *, explicit: Optional[set] = None,
         keras.utils.set_random_seed(config.seed)
         data = load_data(config)
         log(f"data: {data.source.provenance}")
-        log(f"splits: train {len(data.splits.train)}, val {len(data.splits.val)}, test {len(data.splits.test)}")
+        log(f"splits: train {len(data.splits.train)}, val {len(data.splits.val)}, test {len(data.splits.test)}"
+            + (f" ({data.duplicates_dropped} duplicate(s) of earlier splits dropped)" if data.duplicates_dropped else ""))
         created = prepare_run_dir(config, run_dir)
         try:
             write_config(config, run_dir, data)

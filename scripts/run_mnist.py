@@ -34,6 +34,9 @@ def source_options(command):
 @click.option("--strength", default="adaptive", help=STRENGTH_HELP)
 @click.option("--placement", type=click.Choice(["device", "host"]), default="device", help="Where augmentation runs.")
 @click.option("--mixup/--no-mixup", default=False, help="MixUp/CutMix on training batches.")
+@click.option("--drop-duplicates", is_flag=True,
+              help="Keep one copy of an image found in two splits (in the earliest of train, val, test) instead "
+                   "of refusing the source; the report counts what was dropped.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=5, help="Held-out test evaluation every N epochs.")
 @click.option("--patience", type=click.IntRange(min=1), default=None, help="Early stopping on val accuracy.")
 @click.option("--seed", type=int, default=0)

@@ -138,3 +138,24 @@ def test_run_mnist_test_source_reports_it_and_refuses_an_unknown_class(split_fol
     shutil.copy(next((split_folder / "train" / "circle").iterdir()), overlap / "circle" / "copy.png")
     result = run(overlap, tmp_path / "run3")
     assert result.exit_code == 1 and "copy.png" in result.stderr, result.output
+
+
+def test_run_mnist_drop_duplicates_keeps_one_copy_and_reports_the_count(split_folder, tmp_path):
+    import json
+
+    from augpipe.scripts.run_mnist import main
+
+    root = tmp_path / "dupes"
+    shutil.copytree(split_folder, root)
+    for k, path in enumerate(sorted((root / "train" / "circle").iterdir())[:3]):
+        shutil.copy(path, root / "test" / "circle" / f"dupe{k}.png")
+    args = ["--source", f"folder:{root}", "--image-size", "16", "--model", "mlp", "--epochs", "1", "--batch-size",
+            "16", "--quiet", "--no-tensorboard"]
+    refused = CliRunner().invoke(main, args + ["--run-dir", str(tmp_path / "refused")])
+    assert refused.exit_code == 1 and "Splits overlap: 3 image(s)" in refused.stderr
+    assert all(f"dupe{k}.png" in refused.stderr for k in range(3))  # every pair named, not only the first
+    result = CliRunner().invoke(main, args + ["--drop-duplicates", "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["duplicates_dropped"] == 3
+    assert report["splits"]["test"]["size"] == count_files(root / "test") - 3

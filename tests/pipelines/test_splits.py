@@ -41,8 +41,23 @@ def test_planted_duplicate_is_detected(tiny_source):
     # Copy a test image over a training image: byte-identical, other label.
     images[splits.train.indices[0]] = images[splits.test.indices[0]]
     planted = Source.from_arrays(images, tiny_source.labels)
-    with pytest.raises(ValueError, match="Splits overlap: .* same image bytes"):
+    with pytest.raises(ValueError, match=r"Splits overlap: 1 image\(s\) have the same bytes .*test\[0\] = train\[0\]"):
         make_splits(planted, seed=0).check_disjoint()
+
+
+def test_every_overlap_is_named_up_to_ten_and_counted_and_can_be_dropped(tiny_source):
+    # Found on main: only the first duplicate was named, so a user fixed one and met the next.
+    images = tiny_source.images.copy()
+    splits = make_splits(tiny_source, seed=0)
+    for k in range(12):  # twelve test images copied over twelve training images
+        images[splits.train.indices[k]] = images[splits.test.indices[k]]
+    planted = make_splits(Source.from_arrays(images, tiny_source.labels), seed=0)
+    with pytest.raises(ValueError, match=r"Splits overlap: 12 image\(s\).*\(and 2 more\).*drop_duplicates") as error:
+        planted.check_disjoint()
+    assert str(error.value).count(" = ") == 10
+    kept, removed = planted.without_duplicates()
+    assert removed == 12 and len(kept.train) == len(planted.train) and len(kept.test) == len(planted.test) - 12
+    kept.check_disjoint()
 
 
 def test_official_test_is_used(tiny_source):
