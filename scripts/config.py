@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 from augpipe import augment, callbacks, pipelines
 from augpipe.pipelines import distribute
-from augpipe.scripts.models import MIN_IMAGE_SIZE, MODELS
+from augpipe.scripts.models import MIN_IMAGE_SIZE, MODELS, is_model_spec
 from augpipe.validation import check_int
 
 PLACEMENTS = ("device", "host")
@@ -117,8 +117,11 @@ class Interrupted(ExperimentError):
 
 def check_config(config: ExperimentConfig) -> None:
     """Stage 1: raises `ConfigError` for any bad option or combination."""
-    if config.model not in MODELS:
-        raise ConfigError(f"Unknown <model> {config.model!r}. Expected one of: {', '.join(MODELS)}.")
+    if not is_model_spec(config.model):
+        raise ConfigError(
+            f"Unknown <model> {config.model!r}. Expected {', '.join(MODELS)}, a saved model (FILE.keras), or a "
+            "function building one (package.module:function or path/to/file.py:function)."
+        )
     if config.placement not in PLACEMENTS:
         raise ConfigError(f"Unknown <placement> {config.placement!r}. Expected one of: {', '.join(PLACEMENTS)}.")
     try:

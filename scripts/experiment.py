@@ -55,9 +55,11 @@ from augpipe.scripts.config import (  # noqa: F401  (re-exported: the experiment
     check_config,
 )
 from augpipe.scripts import scoring
-from augpipe.scripts.models import MIN_IMAGE_SIZE, build_model
+from augpipe.scripts.models import MIN_IMAGE_SIZE, build_model, outputs_probabilities
 from augpipe.scripts.rundir import (  # noqa: F401  (re-exported)
     _as_saved,
+    _finite_or_none,
+    _json_default,
     _describe,
     _forget_if_nothing_trained,
     default_run_dir,
@@ -66,7 +68,9 @@ from augpipe.scripts.rundir import (  # noqa: F401  (re-exported)
     lock_run_dir,
     open_run_dir,
     original_epochs,
+    package_versions,
     prepare_run_dir,
+    read_log,
     recover_replaced,
     replaced_path,
     resolve_resume,
@@ -91,6 +95,7 @@ class ModelParts:
     augment_layer: augment.Augment  # owns the strength, in the model or on the host
     loss: keras.losses.Loss
     metrics: list
+    from_logits: bool = True  # False for a user's model that ends in a softmax
 
 
 @dataclasses.dataclass
@@ -106,43 +111,6 @@ class Inputs:
 
 # Training images a probe-based strength signal evaluates clean each epoch (see callbacks.ProbeEvaluation).
 PROBE_SIZE = 256
-
-
-# ----------------------------------------------------------------------------
-# Helpers of the stages
-
-
-def package_versions() -> dict:
-    from importlib import metadata
-
-    versions = {"python": platform.python_version()}
-    for name in ("augpipe", "tensorflow", "keras", "numpy", "tensorflow-datasets", "albumentations", "click", "matplotlib"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, pathlib.Path):
-        return str(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def _finite_or_none(value):
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def read_log(path) -> list:
-    """The rows of a run's `log.csv` as dicts (empty when there is none yet)."""
-    if not pathlib.Path(path).is_file():
-        return []
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
 
 
 # ----------------------------------------------------------------------------
@@ -229,22 +197,26 @@ def build_experiment_model(config: ExperimentConfig, data: Data, strategy=None) 
     with strategy.scope():
         aug_layer = augment.Augment(policy, strength=strength.initial, seed=config.seed, name="augment",
                                     placement=config.placement)
-        model = build_model(config.model, data.source.image_shape, data.source.num_classes, aug_layer)
-        loss, metrics = _loss_and_metrics(config.mixup)
+        try:
+            model = build_model(config.model, data.source.image_shape, data.source.num_classes, aug_layer)
+        except ValueError as error:  # a user's model that cannot be loaded or does not fit the data
+            raise RunError(f"<model>: {error}") from None
+        from_logits = not outputs_probabilities(model)
+        loss, metrics = _loss_and_metrics(config.mixup, from_logits)
         optimizer = keras.optimizers.Adam(callbacks.MultiplierSchedule(config.learning_rate))
         # None is Keras' "auto": XLA on a GPU, not on a CPU. Augment supports
         # XLA (its static-shape path), so it never turns XLA off.
         jit_compile = "auto" if config.jit_compile is None else config.jit_compile
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
-    return ModelParts(model, aug_layer, loss, metrics)
+    return ModelParts(model, aug_layer, loss, metrics, from_logits)
 
 
-def _loss_and_metrics(one_hot: bool) -> tuple:
+def _loss_and_metrics(one_hot: bool, from_logits: bool = True) -> tuple:
     """Fresh loss and metric objects (never shared between two compiled models)."""
     if one_hot:
-        return (keras.losses.CategoricalCrossentropy(from_logits=True),
+        return (keras.losses.CategoricalCrossentropy(from_logits=from_logits),
                 [keras.metrics.CategoricalAccuracy(name="accuracy")])
-    return (keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    return (keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
             [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
 
 
@@ -388,7 +360,7 @@ def write_report(config: ExperimentConfig, run_dir: pathlib.Path, data: Data, pa
     if not best_path.is_file():
         parts.model.save(best_path)
     best = load_best_model(best_path)
-    loss, metrics = _loss_and_metrics(config.mixup)
+    loss, metrics = _loss_and_metrics(config.mixup, parts.from_logits)
     best.compile(loss=loss, metrics=metrics)
     test_results = best.evaluate(inputs.test, verbose=0, return_dict=True)
     per_class = scoring.score(best, inputs.test, data.source.class_names)

@@ -16,8 +16,11 @@ import numpy as np
 import tensorflow as tf
 
 
-def load_user_model(spec: str):
+def load_user_model(spec: str, *builder_args):
     """A Keras model from `file.keras`, `package.module:function` or `path/to/file.py:function`.
+
+    A builder is called with `builder_args` (none for profile-input;
+    run-mnist passes `(input_shape, num_classes)`).
 
     Every failure is a one-line ValueError naming the spec: a missing file
     or module, a file that is not a Keras model, a file with a syntax
@@ -67,7 +70,7 @@ def load_user_model(spec: str):
     if not callable(function):
         raise ValueError(f"{module_name!r} has no function {function_name!r}.")
     try:
-        model = function()
+        model = function(*builder_args)
     except Exception as error:
         raise ValueError(f"--model {spec!r}: {function_name}() raised {type(error).__name__}: "
                          f"{_first_line(error)}") from None
@@ -86,7 +89,8 @@ def check_user_model(model, spec: str, image_shape, num_classes: int) -> None:
     expected = tuple(model.input_shape[1:])
     if expected != tuple(image_shape):
         raise ValueError(f"The model {spec!r} takes inputs of shape {expected}, but the images have shape "
-                         f"{tuple(image_shape)}. Profile it with a matching --source (or --image-size/--channels).")
+                         f"{tuple(image_shape)}. Use a matching --source (or --image-size/--channels), or build the model for "
+                         "that shape.")
     outputs = model.output_shape
     if not (isinstance(outputs, tuple) and len(outputs) == 2 and outputs[1] == num_classes):
         raise ValueError(f"The model {spec!r} outputs shape {outputs}, but the data has {num_classes} classes. "

@@ -26,7 +26,10 @@ def source_options(command):
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @source_options
-@click.option("--model", type=click.Choice(["cnn", "mlp"]), default="cnn", help="Backbone: cnn, or the classic MLP baseline.")
+@click.option("--model", default="cnn", metavar="MODEL",
+              help="Backbone: cnn, mlp (the classic baseline), a saved FILE.keras, or a function building one, "
+                   "package.module:function or path/to/file.py:function, called as function(input_shape, "
+                   "num_classes); augpipe's Augment goes in front and it gets float images in [0, 1].")
 @click.option("--epochs", type=click.IntRange(min=1), default=30)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128)
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=2e-3)

@@ -9,14 +9,19 @@ replaces an old run only once the new one has loaded its data;
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import pathlib
+import platform
 import shutil
 import time
 from typing import Optional
+
+import numpy as np
 
 from augpipe.scripts.config import RESUMABLE_OVERRIDES, ConfigError, ExperimentConfig, RunError
 
@@ -264,3 +269,37 @@ def _forget_if_nothing_trained(run_dir: pathlib.Path, created: bool) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+# The run directory's files: what config.json and report.json hold, what log.csv says.
+
+
+def package_versions() -> dict:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in ("augpipe", "tensorflow", "keras", "numpy", "tensorflow-datasets", "albumentations", "click", "matplotlib"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, pathlib.Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _finite_or_none(value):
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def read_log(path) -> list:
+    """The rows of a run's `log.csv` as dicts (empty when there is none yet)."""
+    if not pathlib.Path(path).is_file():
+        return []
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
