@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from augpipe.augment import ops, rng
@@ -178,6 +179,20 @@ class Augment(keras.layers.Layer):
             # (and cross to the device at a quarter of float32's bytes).
             augmented = tf.cast(tf.round(tf.clip_by_value(augmented, 0.0, 1.0) * 255.0), tf.uint8)
         return augmented, labels
+
+    def keyed_ops(self, images, key):
+        """The ops each image of `keyed_batch(images, labels, key)` takes, as `[[name, ...], ...]`; None for a
+        policy that does not choose ops per image (augmix, none)."""
+        from augpipe.augment.engine import GatedPolicy
+
+        if not isinstance(self.policy, GatedPolicy):
+            return None
+        images = tf.convert_to_tensor(images)
+        seed = rng.keyed_seed(self.seed, rng.Stream.POLICY, tf.convert_to_tensor(key, tf.int64))
+        params = self.policy.sample(tf.shape(images)[0], images.shape[1], images.shape[2],
+                                    tf.convert_to_tensor(self.strength.value), seed)
+        chosen = {name: np.asarray(params[name]["gate"]) for name in self.policy.ops_config}
+        return [[name for name in self.policy.ops_config if chosen[name][i]] for i in range(int(images.shape[0]))]
 
     def _augment(self, images, seed, static=False):
         strength = tf.convert_to_tensor(self.strength.value)

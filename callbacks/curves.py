@@ -29,6 +29,10 @@ class TrainingCurves(StatefulCallback):
     Args:
         path: where the PNG goes.
         state_dir: where to keep the rows for a resume.
+        monitor, mode: the metric that picks the reported model (`val_` +
+            monitor, best by mode), marked on every panel; the `test_*`
+            curves are labelled as the model of each epoch, which is not
+            the reported one.
 
     Example:
 
@@ -37,9 +41,10 @@ class TrainingCurves(StatefulCallback):
 
     stage = Stage.LOGGER  # it plots the keys the controllers and the evaluation write
 
-    def __init__(self, path, state_dir=None):
+    def __init__(self, path, state_dir=None, monitor: str = "accuracy", mode: str = "max"):
         super().__init__(state_dir=state_dir, state_name="training_curves")
         self.path = pathlib.Path(path)
+        self.monitor, self.mode = monitor, mode
         self.reset()
 
 
@@ -66,6 +71,13 @@ class TrainingCurves(StatefulCallback):
         self.render()
         self.save_state(epoch + 1)
 
+    def best_epoch(self):
+        """The epoch (1-based) with the best `val_<monitor>` so far, as the checkpoint keeps it; None before one."""
+        key, sign = f"val_{self.monitor}", (1 if self.mode == "max" else -1)
+        scored = [(sign * row[key], -row["epoch"]) for row in self.rows
+                  if key in row and math.isfinite(row[key])]
+        return -max(scored)[1] if scored else None
+
     def render(self) -> pathlib.Path:
         import matplotlib
 
@@ -75,13 +87,19 @@ class TrainingCurves(StatefulCallback):
         figure = Figure(figsize=(10, 7), dpi=80)
         axes = figure.subplots(2, 2).ravel()
         epochs = [row["epoch"] for row in self.rows]
+        best = self.best_epoch()
         for axis, (title, keys) in zip(axes, PANELS):
             for key in keys:
                 points = [(e, row.get(key)) for e, row in zip(epochs, self.rows)]
                 points = [(e, v) for e, v in points if v is not None and math.isfinite(v)]
                 if points:
                     xs, ys = zip(*points)
-                    axis.plot(xs, ys, marker="o" if key.startswith("test_") else None, markersize=4, label=key)
+                    # test_* is the model of that epoch; report.json's test figure is the best model's.
+                    label = f"{key} (model of that epoch)" if key.startswith("test_") else key
+                    axis.plot(xs, ys, marker="o" if key.startswith("test_") else None, markersize=4, label=label)
+            if best is not None:
+                axis.axvline(best, color="gray", linestyle="--", linewidth=1,
+                             label=f"best val_{self.monitor} (epoch {best}): the reported model")
             axis.set_title(title)
             axis.set_xlabel("epoch")
             if title == "loss" and axis.lines:

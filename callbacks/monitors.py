@@ -107,6 +107,8 @@ class AugmentationImages(Staged, keras.callbacks.Callback):
         log_dir: the TensorBoard directory; images go to `log_dir/augmentation`.
         every: write at the end of epoch 1 and every `every` epochs.
         max_images: at most this many images of the batch.
+        captions: one name per image (its class): each image is then written
+            on its own, named by it and described by the ops it took.
 
     Example:
 
@@ -119,9 +121,10 @@ class AugmentationImages(Staged, keras.callbacks.Callback):
 
     stage = Stage.LOGGER  # writes its own TensorBoard events, next to the loggers
 
-    def __init__(self, layer, images, log_dir, every: int = 5, max_images: int = 8):
+    def __init__(self, layer, images, log_dir, every: int = 5, max_images: int = 8, captions=None):
         super().__init__()
         self.layer = layer
+        self.captions = None if captions is None else [str(c) for c in captions][:max_images]
         images = np.asarray(images)
         if images.ndim != 4:
             raise ValueError(f"AugmentationImages expects a batch (N, H, W, C). Received shape {images.shape}. "
@@ -149,7 +152,15 @@ class AugmentationImages(Staged, keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(f"{self.log_dir}/augmentation")
         strength = float(self.layer.strength.numpy())
         with self._writer.as_default():
-            tf.summary.image("augmentation", self.augmented(), step=epoch + 1, max_outputs=len(self.images))
+            augmented = self.augmented()
+            if self.captions is None:
+                tf.summary.image("augmentation", augmented, step=epoch + 1, max_outputs=len(self.images))
+            else:  # one picture per image, named by its class, described by the ops it took
+                chosen = self.layer.keyed_ops(self.images, [0, 0])
+                for index, caption in enumerate(self.captions):
+                    ops_taken = "policy without per-image ops" if chosen is None else ", ".join(chosen[index]) or "no op"
+                    tf.summary.image(f"augmentation/{index:02d} {caption}", augmented[index:index + 1], step=epoch + 1,
+                                     description=f"class {caption}; ops at strength {strength:.2f}: {ops_taken}")
             tf.summary.scalar("augmentation_strength", strength, step=epoch + 1)
         self._writer.flush()
 

@@ -346,3 +346,22 @@ def make_probe(train: Split, size: int = 256, seed: int = 0) -> Split:
     positions = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
     indices = None if train.indices is None else train.indices[positions]
     return Split("probe", train.images[positions], train.labels[positions], train.num_classes, indices)
+
+
+def balanced_sample(labels, count: int, seed: int = 0) -> np.ndarray:
+    """Positions of `count` examples taken class by class in turn (one per class, then a second, ...), seeded.
+
+    So a picture of `count >= num_classes` images shows every class.
+
+    >>> balanced_sample(np.array([0, 0, 0, 1, 2, 2]), 4, seed=0).tolist()
+    [1, 3, 4, 0]
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([int(seed), _PROBE_STREAM + 1])
+    queues = [list(rng.permutation(np.flatnonzero(labels == cls))) for cls in np.unique(labels)]
+    picks = []
+    while len(picks) < count and any(queues):
+        for queue in queues:
+            if queue and len(picks) < count:
+                picks.append(int(queue.pop(0)))
+    return np.asarray(picks, np.int64)

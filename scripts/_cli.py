@@ -86,6 +86,9 @@ def cli_settings(option) -> dict:
 
 def fixed_strengths(ctx, param, value):
     """A click callback: comma-separated strengths in the shared grammar, each fixed (a number, constant:X or off)."""
+    from augpipe import _startup
+
+    _startup.quiet_tensorflow_startup()  # the parser imports Keras: the first TensorFlow import of a command
     from augpipe.callbacks.strength import parse_strength
 
     values = []

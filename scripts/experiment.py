@@ -107,6 +107,7 @@ class Inputs:
     test: tf.data.Dataset
     initial_epoch: int
     probe: Optional[tf.data.Dataset] = None  # clean training images, for a probe-based strength signal
+    class_names: tuple = ()  # the source's, for pictures and per-class figures
 
 
 # Training images a probe-based strength signal evaluates clean each epoch (see callbacks.ProbeEvaluation).
@@ -254,7 +255,7 @@ def build_inputs(config: ExperimentConfig, data: Data, parts: ModelParts, strate
     if callbacks.parse_strength(config.strength).needs_probe:
         probe_split = pipelines.make_probe(data.splits.train, size=PROBE_SIZE, seed=config.seed)
         probe = pipelines.build_pipeline(probe_split, batch_size=config.batch_size, training=False)
-    return Inputs(train, val, test, initial_epoch, probe)
+    return Inputs(train, val, test, initial_epoch, probe, tuple(data.source.class_names))
 
 
 def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: ModelParts, inputs: Inputs,
@@ -299,11 +300,11 @@ def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: Mode
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
     ]
     if config.tensorboard:
-        # The same validation images at the current strength, every evaluation period.
-        sample = next(iter(inputs.val.unbatch().batch(8).take(1)))[0].numpy()
+        # The same validation images at the current strength, every evaluation period: one per class in turn.
+        sample, captions = _balanced_val_images(inputs.val, inputs.class_names, config.seed)
         found += [keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
                   callbacks.AugmentationImages(parts.augment_layer, sample, run_dir / "tensorboard",
-                                               every=config.eval_every)]
+                                               every=config.eval_every, captions=captions)]
     found += [
         callbacks.TrainingCurves(run_dir / "curves.png", state_dir=backup_dir),
         None if config.quiet else callbacks.EpochLine(config.epochs),
@@ -311,6 +312,15 @@ def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: Mode
         callbacks.EpochCommit(backup_dir, checkpoint),
     ]
     return callbacks.in_working_order([c for c in found if c])
+
+
+def _balanced_val_images(val: tf.data.Dataset, class_names: tuple, seed: int, count: int = 8) -> tuple:
+    """`count` validation images, one class after another (class-balanced), and their class names."""
+    batches = [(np.asarray(x), np.asarray(y)) for x, y in val]
+    images = np.concatenate([x for x, _ in batches])
+    labels = np.concatenate([y.argmax(axis=1) if y.ndim == 2 else y for _, y in batches])
+    picks = pipelines.splits.balanced_sample(labels, count, seed)
+    return images[picks], [str(class_names[k]) if class_names else str(k) for k in labels[picks]]
 
 
 # ----------------------------------------------------------------------------

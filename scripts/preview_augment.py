@@ -10,10 +10,9 @@ Example (the library function the command wraps):
 
 from __future__ import annotations
 
-import os
 import pathlib
 import sys
-from typing import Sequence
+from typing import Optional, Sequence
 
 import click
 import numpy as np
@@ -40,8 +39,24 @@ def augment_grid(images: np.ndarray, policy, strengths: Sequence[float], seed: i
     return np.stack(rows)
 
 
-def load_preview_images(source: str, files: Sequence[str], samples: int, seed: int, image_size) -> np.ndarray:
-    """`samples` uint8 images: the `files` (resized to `image_size`, colour), or seeded picks from `source`."""
+def applied_ops(images: np.ndarray, policy, strengths: Sequence[float], seed: int = 0):
+    """`[row][column]` lists of the op names each image of `augment_grid` took, or None for a policy
+    that does not choose ops per image (augmix, none)."""
+    from augpipe import augment
+
+    names = []
+    for strength in strengths:
+        layer = augment.Augment(policy, strength=strength, seed=seed)
+        row = layer.keyed_ops(images, [0, 0])
+        if row is None:
+            return None
+        names.append(row)
+    return names
+
+
+def load_preview_images(source: str, files: Sequence[str], samples: int, seed: int, image_size) -> tuple:
+    """`(images, captions)`: the `files` (resized to `image_size`, colour) captioned by file name, or a
+    class-balanced seeded sample of `source` (one image per class, then a second, ...) captioned by class."""
     if files:
         from PIL import Image
 
@@ -53,23 +68,24 @@ def load_preview_images(source: str, files: Sequence[str], samples: int, seed: i
                     loaded.append(np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR)))
             except OSError as error:
                 raise ValueError(f"Cannot read {name!r} as an image ({error}). Pass JPEG, PNG, BMP or GIF files.")
-        return np.stack([loaded[i % len(loaded)] for i in range(samples)])
-    from augpipe import pipelines
-
+        picks = [i % len(loaded) for i in range(samples)]
+        return np.stack([loaded[i] for i in picks]), [pathlib.Path(files[i]).name for i in picks]
     folder = pipelines.sources.is_folder_spec(source)
-    images = pipelines.load_source(source, image_size=tuple(image_size) if folder else None).images
-    picks = np.random.default_rng(seed).choice(len(images), size=min(samples, len(images)), replace=False)
-    return np.asarray(images[np.sort(picks)])
+    loaded = pipelines.load_source(source, image_size=tuple(image_size) if folder else None)
+    picks = pipelines.splits.balanced_sample(loaded.labels, samples, seed)
+    return np.asarray(loaded.images[picks]), [loaded.class_names[label] for label in loaded.labels[picks]]
 
 
-def save_grid(grid: np.ndarray, strengths: Sequence[float], path: pathlib.Path, title: str) -> None:
+def save_grid(grid: np.ndarray, strengths: Sequence[float], path: pathlib.Path, title: str,
+              captions: Optional[Sequence[str]] = None, ops_applied=None) -> None:
+    """The grid as a PNG: one row per strength; each column captioned (its class), each tile its ops."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows, columns = grid.shape[:2]
-    figure, axes = plt.subplots(rows, columns, figsize=(1.3 * columns + 0.9, 1.3 * rows + 0.4), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.5 * columns + 0.9, 1.6 * rows + 0.6), squeeze=False)
     for row in range(rows):
         for column in range(columns):
             axis = axes[row][column]
@@ -80,6 +96,11 @@ def save_grid(grid: np.ndarray, strengths: Sequence[float], path: pathlib.Path, 
                 axis.imshow(image)
             axis.set_xticks([])
             axis.set_yticks([])
+            if row == 0 and captions is not None:
+                axis.set_title(str(captions[column])[:18], fontsize=8)
+            if ops_applied is not None:
+                chosen = ops_applied[row][column]
+                axis.set_xlabel(", ".join(chosen)[:28] if chosen else "(no op)", fontsize=6)
         axes[row][0].set_ylabel(f"strength {strengths[row]:g}", fontsize=9)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
@@ -100,7 +121,8 @@ def save_grid(grid: np.ndarray, strengths: Sequence[float], path: pathlib.Path, 
 @click.option("--strength", "--strengths", "strengths", default="0,0.25,0.5,1", callback=fixed_strengths,
               help="One row per strength, comma-separated; each a number in [0, 1], constant:X or off "
                    "(run-mnist's grammar).")
-@click.option("--samples", type=click.IntRange(min=1, max=64), default=8, help="Images per row.")
+@click.option("--samples", type=click.IntRange(min=1, max=64), default=8,
+              help="Images per row: one per class in turn (class-balanced), each captioned with its class.")
 @click.option("--seed", type=int, default=0)
 @click.option("--out", type=click.Path(dir_okay=False), default="augment_preview.png", help="The PNG to write.")
 @one_line_errors("preview-augment")
@@ -119,15 +141,16 @@ def main(policy, source, files, image_size, strengths, samples, seed, out):
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--policy") from None
     try:
-        images = load_preview_images(source, files, samples, seed, image_size)
+        images, captions = load_preview_images(source, files, samples, seed, image_size)
         grid = augment_grid(images, spec, strengths, seed)
+        chosen = applied_ops(images, spec, strengths, seed)
     except (ValueError, FileNotFoundError) as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
     name = spec if isinstance(spec, str) else spec.get("name", "policy")
     path = pathlib.Path(out)
     try:
-        save_grid(grid, strengths, path, f"{name}, seed {seed}")
+        save_grid(grid, strengths, path, f"{name}, seed {seed}", captions, chosen)
     except OSError as error:
         click.echo(f"Error: cannot write {out!r}: {error.strerror or error}.", err=True)
         sys.exit(1)

@@ -24,6 +24,7 @@ def _batch_sizes(ctx, param, value):
 
 
 def _compare(ctx, param, value):
+    _startup.quiet_tensorflow_startup()  # profiling imports TensorFlow: the first import of the command
     from augpipe.scripts.profiling import PEERS
 
     peers = [v.strip() for v in str(value).split(",") if v.strip() and v.strip() != "none"]

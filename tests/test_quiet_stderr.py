@@ -1,8 +1,12 @@
 """The reason is the only line: no library or decoder noise around augpipe's own messages."""
 
 import os
+import re
 import subprocess
 import sys
+
+# TensorFlow's C++ startup notices (see augpipe._startup).
+NOISE = re.compile(r"^[IWE]\d{4} |WARNING: All log messages|To enable the following|.*cuInit")
 
 
 def test_the_readme_pattern_gets_no_keras_shuffle_notice(tmp_path):
@@ -61,6 +65,13 @@ def test_profile_input_has_no_retracing_warning():
     result = run(command("profile-input"), "--quick", "--synthetic", 256, "--images", 128, "--batch-sizes", 64)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "retracing" not in result.stderr, result.stderr
+    assert not [line for line in result.stderr.splitlines() if NOISE.match(line)], result.stderr
+
+
+def test_preview_augment_has_no_tensorflow_startup_lines(tmp_path):
+    result = run(command("preview-augment"), "--samples", 2, "--strength", "0,1", "--out", tmp_path / "grid.png")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not [line for line in result.stderr.splitlines() if NOISE.match(line)], result.stderr
 
 
 def test_help_never_imports_tensorflow():

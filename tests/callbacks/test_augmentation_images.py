@@ -48,3 +48,48 @@ def test_writes_the_fixed_batch_at_the_current_strength(embedded_splits, tmp_pat
 def test_refuses_a_single_image_without_a_batch_axis():
     with pytest.raises(ValueError, match=r"expects a batch \(N, H, W, C\). Received shape \(28, 28, 1\)"):
         callbacks.AugmentationImages(augment.Augment("mnist", seed=0), np.zeros((28, 28, 1), np.uint8), "tb")
+
+
+def test_pictures_show_every_class_named_with_the_ops_each_image_took(tmp_path):
+    # Found on main: the TensorBoard pictures of a 6-class run were all of the first class, and preview tiles
+    # named neither class nor op.
+    import glob
+
+    import numpy as np
+    from tensorboard.backend.event_processing import event_accumulator
+
+    from augpipe import augment, callbacks, pipelines
+    from augpipe.scripts.preview_augment import applied_ops
+
+    labels = np.repeat(np.arange(6), 20)
+    picks = pipelines.splits.balanced_sample(labels, 8, seed=0)
+    assert labels[picks].tolist() == [0, 1, 2, 3, 4, 5, 0, 1]
+    images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), np.uint8)
+    names = applied_ops(images, "trivialaugment", [0.0, 1.0], seed=0)
+    assert names[0] == [[]] * 8  # strength 0: no image takes an op
+    assert sum(len(n) == 1 for n in names[1]) >= 4 and all(len(n) <= 1 for n in names[1])  # TrivialAugment: one
+    assert applied_ops(images, "augmix", [1.0]) is None  # no per-image op choice to show
+    layer = augment.Augment("trivialaugment", strength=1.0, seed=0)
+    captions = [f"class{k}" for k in labels[picks]]
+    callback = callbacks.AugmentationImages(layer, images, tmp_path, every=1, captions=captions)
+    callback.on_epoch_end(0)
+    callback.on_train_end()
+    accumulator = event_accumulator.EventAccumulator(glob.glob(str(tmp_path / "augmentation" / "*"))[0],
+                                                     size_guidance={"tensors": 0})
+    accumulator.Reload()
+    tags = [t for t in accumulator.Tags()["tensors"] if t.startswith("augmentation/")]
+    assert tags == [f"augmentation/{i:02d} {c}" for i, c in enumerate(captions)]
+
+
+def test_the_curves_mark_the_reported_models_epoch(tmp_path):
+    from augpipe import callbacks
+
+    curves = callbacks.TrainingCurves(tmp_path / "curves.png")
+    for epoch, accuracy in enumerate([0.5, 0.8, 0.8, 0.7]):
+        curves.on_epoch_end(epoch, {"loss": 1.0, "val_accuracy": accuracy, "test_accuracy": accuracy - 0.1})
+    assert curves.best_epoch() == 2  # the first epoch at the best val accuracy, as the checkpoint keeps it
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    lower = callbacks.TrainingCurves(tmp_path / "loss.png", monitor="loss", mode="min")
+    for epoch, loss in enumerate([0.9, 0.4, 0.6]):
+        lower.on_epoch_end(epoch, {"val_loss": loss})
+    assert lower.best_epoch() == 2
