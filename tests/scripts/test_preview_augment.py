@@ -54,8 +54,9 @@ def test_bad_input_is_one_line(tmp_path):
 def test_previews_a_folder_source_at_the_image_size(shapes_folder, tmp_path):
     from augpipe.scripts.preview_augment import load_preview_images
 
-    images = load_preview_images(shapes_folder, [], samples=4, seed=0, image_size=(24, 16))
+    images, captions = load_preview_images(shapes_folder, [], samples=4, seed=0, image_size=(24, 16))
     assert images.shape == (4, 24, 16, 3) and images.dtype == np.uint8
+    assert len(set(captions)) == 4  # one image of each of the four shape classes
     out = tmp_path / "folder.png"
     result = CliRunner().invoke(main, ["--source", shapes_folder, "--image-size", "24", "--samples", "2",
                                        "--strengths", "0,1", "--policy", "trivialaugment", "--out", str(out)])
