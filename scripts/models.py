@@ -43,8 +43,6 @@ def user_backbone(spec: str, input_shape, num_classes: int) -> keras.Model:
     goes in front) and must output `(None, num_classes)`; a one-line
     ValueError says what does not fit.
     """
-    from augpipe.scripts.profile_stages import check_user_model, load_user_model
-
     model = load_user_model(spec, tuple(input_shape), int(num_classes))
     check_user_model(model, spec, tuple(input_shape), int(num_classes))
     return model
@@ -82,3 +80,84 @@ def build_model(kind: str, input_shape, num_classes: int, augment_layer, input_d
     for layer in build_backbone(kind, num_classes):
         x = layer(x)
     return keras.Model(inputs, x, name=f"mnist_{kind}")
+
+
+def load_user_model(spec: str, *builder_args):
+    """A Keras model from `file.keras`, `package.module:function` or `path/to/file.py:function`.
+
+    A builder is called with `builder_args` (none for profile-input;
+    run-mnist passes `(input_shape, num_classes)`).
+
+    Every failure is a one-line ValueError naming the spec: a missing file
+    or module, a file that is not a Keras model, a file with a syntax
+    error, a builder that raises or returns something else.
+    """
+    import importlib
+    import importlib.util
+    import pathlib
+    import zipfile
+
+    import keras
+
+    if spec.endswith(".keras"):
+        path = pathlib.Path(spec).expanduser()
+        if not path.is_file():
+            raise ValueError(f"Model file not found: {str(path)!r}.")
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{str(path)!r} is not a Keras model file (a .keras file is a zip archive written by "
+                             "model.save). Pass a file saved with model.save('NAME.keras').")
+        try:
+            return keras.models.load_model(path, safe_mode=True)
+        except Exception as error:  # Keras raises many types for a damaged or foreign archive
+            raise ValueError(f"Cannot load {str(path)!r}: {type(error).__name__}: {_first_line(error)}") from None
+    module_name, sep, function_name = spec.rpartition(":")
+    if not sep or not module_name or not function_name:
+        raise ValueError(
+            f"Unknown model {spec!r}. Expected none, mlp, cnn, a saved model (FILE.keras), or a function "
+            "returning a compiled model (package.module:function or path/to/file.py:function)."
+        )
+    try:
+        if module_name.endswith(".py"):
+            file_spec = importlib.util.spec_from_file_location("augpipe_user_model", module_name)
+            if file_spec is None or not pathlib.Path(module_name).is_file():
+                raise ValueError(f"Model file not found: {module_name!r}.")
+            module = importlib.util.module_from_spec(file_spec)
+            file_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ValueError:
+        raise
+    except SyntaxError as error:
+        raise ValueError(f"{module_name!r} has a syntax error (line {error.lineno}): {error.msg}.") from None
+    except Exception as error:  # ImportError, or whatever the module raises when it runs
+        raise ValueError(f"Cannot import {module_name!r} for --model {spec!r}: {type(error).__name__}: "
+                         f"{_first_line(error)}") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ValueError(f"{module_name!r} has no function {function_name!r}.")
+    try:
+        model = function(*builder_args)
+    except Exception as error:
+        raise ValueError(f"--model {spec!r}: {function_name}() raised {type(error).__name__}: "
+                         f"{_first_line(error)}") from None
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"{spec!r} returned {type(model).__name__}, not a keras.Model.")
+    return model
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def check_user_model(model, spec: str, image_shape, num_classes: int) -> None:
+    """Refuses, in one line, a user model whose inputs or outputs do not fit the data."""
+    expected = tuple(model.input_shape[1:])
+    if expected != tuple(image_shape):
+        raise ValueError(f"The model {spec!r} takes inputs of shape {expected}, but the images have shape "
+                         f"{tuple(image_shape)}. Use a matching --source (or --image-size/--channels), or build the model for "
+                         "that shape.")
+    outputs = model.output_shape
+    if not (isinstance(outputs, tuple) and len(outputs) == 2 and outputs[1] == num_classes):
+        raise ValueError(f"The model {spec!r} outputs shape {outputs}, but the data has {num_classes} classes. "
+                         f"Expected outputs (None, {num_classes}).")
