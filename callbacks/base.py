@@ -42,6 +42,22 @@ def atomic_write_text(path, text: str) -> None:
         raise
 
 
+def atomic_save_figure(figure, path, **savefig) -> pathlib.Path:
+    """Saves a matplotlib figure as PNG through a temporary file and a rename; the file follows the umask."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(handle)
+    try:
+        os.chmod(temporary, file_mode())  # as open() would: mkstemp makes 0600
+        figure.savefig(temporary, format="png", **savefig)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
 def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return {"__float__": repr(value)}

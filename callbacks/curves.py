@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
 import pathlib
-import tempfile
 
-from augpipe.callbacks.base import StatefulCallback, file_mode
+from augpipe.callbacks.base import StatefulCallback, atomic_save_figure
 from augpipe.callbacks.order import Stage
 
 PANELS = (
@@ -108,14 +106,4 @@ class TrainingCurves(StatefulCallback):
             if axis.get_legend_handles_labels()[0]:
                 axis.legend(fontsize=8)
         figure.tight_layout()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".png")
-        os.close(handle)
-        try:
-            os.chmod(temporary, file_mode())  # as open() would: mkstemp makes 0600
-            figure.savefig(temporary, format="png")
-            os.replace(temporary, self.path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-        return self.path
+        return atomic_save_figure(figure, self.path)

@@ -73,9 +73,10 @@ def load_folder(directory, *, image_size=None, channels=None, resize="stretch", 
     """
     root = pathlib.Path(directory).expanduser()
     layout = _split_layout(root)
+    # Scanned first, so a missing or empty folder is reported before a missing image size.
+    parts = {split: _files.scan_folder(folder, extensions) for split, folder in layout.items()} if layout \
+        else {None: _files.scan_folder(root, extensions)}
     if image_size is None:
-        if not root.is_dir():
-            _files.scan_folder(root, extensions)  # its message for a missing folder
         raise ValueError(
             f"Folder source {str(root)!r} needs an image size: its files may have any size. Pass "
             "image_size=(H, W) (run-mnist, profile-input, preview-augment: --image-size H W)."
@@ -83,14 +84,13 @@ def load_folder(directory, *, image_size=None, channels=None, resize="stretch", 
     options = dict(image_size=image_size, channels=channels, resize=resize, on_error=on_error, cache=cache,
                    memory_budget=memory_budget, cache_dir=cache_dir, name="folder")
     if not layout:
-        paths, labels, found, ignored = _files.scan_folder(root, extensions)
+        paths, labels, found, ignored = parts[None]
         names, labels = _align(found, labels, class_names, str(root))
         provenance = (
             f"folder: {str(root)!r}: {len(paths)} image files in {len(found)} class folder(s)"
             + (f", {ignored} other file(s) ignored" if ignored else "")
         )
         return Source.from_files(paths, labels, class_names=names, provenance=provenance, **options)
-    parts = {split: _files.scan_folder(folder, extensions) for split, folder in layout.items()}
     names, train_labels = _align(parts["train"][2], parts["train"][1], class_names, str(layout["train"]))
     paths, labels, split_of, ignored = [], [], [], 0
     for split, (split_paths, split_labels, found, split_ignored) in parts.items():

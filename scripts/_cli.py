@@ -113,6 +113,17 @@ def fixed_strength(ctx, param, value):
     return values[0]
 
 
+def write_json(path, data) -> None:
+    """Writes a command's `--json` file (its folder made if missing) and says so on stderr."""
+    import json
+    import pathlib
+
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    click.echo(f"wrote {path}", err=True)
+
+
 def one_line_errors(command: str):
     """A command's unexpected failure ends in one line naming a file with the traceback, and exit 1.
 

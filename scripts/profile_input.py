@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import pathlib
 import sys
 
 import click
 
 from augpipe import _startup, pipelines
-from augpipe.scripts._cli import ImageSizeOption, fixed_strength, one_line_errors
+from augpipe.scripts._cli import ImageSizeOption, fixed_strength, one_line_errors, write_json
 
 
 def _batch_sizes(ctx, param, value):
@@ -93,10 +91,7 @@ def main(ctx, json_path, **options):
         sys.exit(1)
     click.echo(profiling.format_table(report))
     if json_path:
-        path = pathlib.Path(json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2))
-        click.echo(f"wrote {path}", err=True)
+        write_json(json_path, report)
 
 
 if __name__ == "__main__":

@@ -114,9 +114,11 @@ def _check_compare(compare) -> list:
 SYNTHETIC_DEFAULT = 2048
 
 
-def load_images(source: str, synthetic: Optional[int], seed: int = 0, image_size=None,
+def load_images(source, synthetic: Optional[int], seed: int = 0, image_size=None,
                 channels: Optional[int] = None) -> np.ndarray:
     """The source's uint8 images, or `synthetic` seeded random ones of the same shape.
+
+    `source` is a spec or an already loaded `Source` (then nothing is read again).
 
     `image_size` `(H, W)` and `channels` (1 or 3) ask for synthetic images of
     that shape (`synthetic` of them, 2048 by default) instead of the source's.
@@ -264,7 +266,7 @@ def load_inputs(profile: Profile) -> None:
     else:
         source = pipelines.load_source(s.source)
         own = s.synthetic is None and s.image_size is None and s.channels is None
-        profile.images = source.images if own else load_images(s.source, s.synthetic, s.seed, s.image_size,
+        profile.images = source.images if own else load_images(source, s.synthetic, s.seed, s.image_size,
                                                                  s.channels)
         profile.labels, profile.num_classes = (source.labels if own else None), source.num_classes
         if s.model not in MODELS:  # a user's model: checked against the data before anything is timed

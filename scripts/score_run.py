@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from augpipe import _startup, pipelines
-from augpipe.scripts._cli import one_line_errors
+from augpipe.scripts._cli import one_line_errors, write_json
 
 
 def score_run(run_dir, source: str) -> dict:
@@ -84,10 +84,7 @@ def main(run_dir, source, json_path):
     click.echo(f"{figures['run_dir']}: best.keras on {figures['scored']}")
     click.echo(scoring.format_figures(figures))
     if json_path:
-        path = pathlib.Path(json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(figures, indent=2))
-        click.echo(f"wrote {path}", err=True)
+        write_json(json_path, figures)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import pathlib
 from typing import Optional, Sequence
 
 import numpy as np
@@ -72,7 +71,7 @@ def write_confusion_png(path, figures: dict, class_names: Sequence[str], title: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from augpipe.callbacks.base import file_mode
+    from augpipe.callbacks.base import atomic_save_figure
 
     matrix = np.asarray(figures["confusion"])
     n = len(class_names)
@@ -94,12 +93,8 @@ def write_confusion_png(path, figures: dict, class_names: Sequence[str], title: 
                    fontsize=10)
     figure.colorbar(shown, ax=axis, fraction=0.046)
     figure.tight_layout()
-    path = pathlib.Path(path)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=100)
+    atomic_save_figure(figure, path, dpi=100)
     plt.close(figure)
-    temporary.chmod(file_mode())
-    temporary.replace(path)
 
 
 def format_figures(figures: dict) -> str:
