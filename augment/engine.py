@@ -6,8 +6,10 @@ generator call, composes the geometric ops of each image into one matrix
 (one warp per batch), fuses the resampling op (elastic distortion) into that
 warp, and runs pixel ops on the images that chose them.
 
-How strength maps to each op (`s` is the strength) is up to `gates` for the
-probability; the magnitude is always drawn up to `magnitude * s`.
+How strength maps to each op (`s` is the strength) is up to the policy: `gates`
+says which images take an op at `s`, and `magnitude_scales` how far the
+largest magnitude reaches (`magnitude * s` by default, the full `magnitude`
+for the policy's `fixed_magnitude_ops`; docs/ops.md has each policy's rule).
 `strength = 0` must select no image for any op, which makes it the exact
 identity without a branch on the strength.
 
@@ -77,6 +79,20 @@ class GatedPolicy(Policy):
         """Per-op `(B,)` bool gates from `(B, num_gate_uniforms)` uniforms in [-1, 1)."""
         raise NotImplementedError
 
+    # Ops whose largest magnitude does not depend on the strength (the
+    # policy's strength moves only how many images get them; see
+    # `magnitude_scales`). Empty: every magnitude scales with the strength.
+    fixed_magnitude_ops: Tuple[str, ...] = ()
+
+    def magnitude_scales(self, strength) -> tf.Tensor:
+        """What each op's largest magnitude is multiplied by, in `op_order` (`(len(op_order),)`).
+
+        The strength itself, except for `fixed_magnitude_ops` (1: the
+        policy's own magnitudes at every strength, as StyleGAN2-ADA does).
+        """
+        fixed = tf.constant([name in self.fixed_magnitude_ops for name in self.op_order], tf.bool)
+        return tf.where(fixed, 1.0, tf.cast(strength, tf.float32))
+
     def sample(self, batch_size, height, width, strength, seed) -> dict:
         strength = tf.cast(strength, tf.float32)
         # One generator call draws every per-image number this batch needs:
@@ -91,7 +107,8 @@ class GatedPolicy(Policy):
         # One unstack instead of a slice per parameter.
         columns = tf.unstack(v[:, self.num_gate_uniforms :], num=total - self.num_gate_uniforms, axis=1)
         magnitudes = tf.unstack(
-            tf.constant([self.ops_config[name][1] for name in self.op_order], tf.float32) * strength,
+            tf.constant([self.ops_config[name][1] for name in self.op_order], tf.float32)
+            * self.magnitude_scales(strength),
             num=len(self.op_order),
         )
         params = {}

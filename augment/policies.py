@@ -6,13 +6,19 @@ says how images choose ops; the op table (`augment.op_table`) says what each
 op samples and does, and the registry (`augment.registry`) finds policies
 by name.
 
-How strength maps to each op for the independent-gate policies (`s` is the
-strength):
+What strength means, policy by policy (`s` is the strength; docs/ops.md has
+the table and the reasons):
 
-- probability that an image gets the op: `probability * min(1, 2 s)`. It
-  reaches the op's full probability at `s = 0.5` and is 0 at `s = 0`;
-- magnitude: drawn uniformly up to `magnitude * s`, so it grows linearly
-  all the way to `s = 1`.
+- `ops`, `mnist` (independent gates): an image gets an op with probability
+  `probability * min(1, 2 s)` (full at `s = 0.5`), at a magnitude uniform up
+  to `magnitude * s` (growing to `s = 1`);
+- `trivialaugment`, `randaugment`, `randaugment_digits`: the published
+  recipe on a share `s` of the images, StyleGAN2-ADA's rule: an image is
+  augmented with probability `s`, and then exactly as at `s = 1`
+  (magnitudes never shrink);
+- `cifar`: its TrivialAugment part as `trivialaugment`, its pad-crop, flip
+  and erasing as `ops`;
+- `augmix`: full AugMix chains, blended in by a Beta(1, 1) weight times `s`.
 
 `strength = 0` is the exact identity: no image is selected for any op.
 
@@ -147,8 +153,10 @@ class RandAugmentPolicy(GatedPolicy):
     The default ops are the paper's 14 (identity, autocontrast, equalize,
     rotate, solarize, color, posterize, contrast, brightness, sharpness,
     shear x/y, translate x/y), with the largest magnitudes of torchvision's
-    `RandAugment`; magnitudes are uniform up to `magnitude * strength`
-    (strength 0.3 is about the paper's M = 9 of 30). Unlike Keras'
+    `RandAugment`, each drawn uniformly up to its largest (the paper's M
+    drawn per image, as timm's `mstd` option does). Strength is the share of
+    images augmented: an image takes its ops with probability `strength`,
+    and its magnitudes are the same at every strength. Unlike Keras'
     `RandAugment`, ops an image did not pick are not computed. An op picked
     twice is applied once, and the geometric ops an image picked are
     applied first (one warp), then its pixel ops.
@@ -167,14 +175,19 @@ class RandAugmentPolicy(GatedPolicy):
 
     @property
     def num_gate_uniforms(self):
-        return self.num_ops
+        return self.num_ops + 1  # the ops' choices, then whether the image is augmented
+
+    @property
+    def fixed_magnitude_ops(self):
+        return tuple(self.op_order)
 
     def gates(self, v, strength):
         # Index len(op_order) stands for `identity`.
         count = len(self.op_order) + 1
-        choices = tf.minimum(tf.cast(tf.floor((0.5 * v + 0.5) * count), tf.int32), count - 1)
+        choices = tf.minimum(tf.cast(tf.floor((0.5 * v[:, : self.num_ops] + 0.5) * count), tf.int32), count - 1)
         picked = tf.reduce_any(tf.cast(tf.one_hot(choices, count), tf.bool), axis=1)
-        picked = picked & (strength > 0.0)
+        applied = (0.5 * v[:, self.num_ops] + 0.5) < strength
+        picked = picked & applied[:, None]
         return dict(zip(self.op_order, tf.unstack(picked[:, :-1], num=count - 1, axis=1)))
 
     def get_config(self):
@@ -237,9 +250,10 @@ class TrivialAugmentPolicy(GatedPolicy):
     """TrivialAugment (Wide): each image takes one op, chosen uniformly among
     the ops and identity, at a magnitude uniform up to its largest.
 
-    Strength caps both: an image takes its op with probability `strength`
-    (1 is the paper's policy), and magnitudes are uniform up to
-    `magnitude * strength`.
+    Strength is the share of images augmented (StyleGAN2-ADA's rule): an
+    image takes its op with probability `strength`, at the same magnitudes
+    at every strength, so 1 is the paper's policy and 0.5 is the paper's
+    policy on half of the images.
 
     Args:
         ops: `{op: (probability, magnitude)}`; the probability is ignored.
@@ -252,6 +266,10 @@ class TrivialAugmentPolicy(GatedPolicy):
     def __init__(self, ops: Optional[dict] = None):
         super().__init__(_ops_argument(ops, self.DEFAULTS))
 
+    @property
+    def fixed_magnitude_ops(self):
+        return tuple(self.op_order)
+
     def gates(self, v, strength):
         return one_of(v[:, 0], v[:, 1], self.op_order, strength)
 
@@ -262,8 +280,9 @@ class CifarPolicy(GatedPolicy):
     TrivialAugment Wide, then random erasing.
 
     Strength ramps the pad-crop, flip and erasing probabilities like the
-    `ops` policy (full at 0.5), and caps TrivialAugment as in
-    `trivialaugment`; all magnitudes are uniform up to `magnitude * strength`.
+    `ops` policy (full at 0.5, magnitudes up to `magnitude * strength`), and
+    is the share of images that take a TrivialAugment op, at TrivialAugment's
+    own magnitudes, as in `trivialaugment`.
     The pad-crop, the flip and TrivialAugment's geometric op share one warp.
 
     Args:
@@ -278,6 +297,7 @@ class CifarPolicy(GatedPolicy):
         super().__init__(config)
         self.trivial = [name for name in self.op_order if name in WIDE_OPS]
         self.independent = [name for name in self.op_order if name not in WIDE_OPS]
+        self.fixed_magnitude_ops = tuple(self.trivial)
 
     @property
     def num_gate_uniforms(self):
@@ -319,8 +339,9 @@ class AugMixPolicy(Policy):
     Dirichlet(1) weights, then blended with the image by a Beta(1, 1) weight
     (alpha = 1, the paper's default).
 
-    Strength scales the chains' magnitudes and the blend weight: at 0 the
-    output is the input.
+    Strength scales only the blend weight (uniform in [0, strength]): the
+    chains are AugMix's own at every strength, and at 0 the output is the
+    input.
 
     Args:
         width: chains per image (3).
@@ -337,7 +358,8 @@ class AugMixPolicy(Policy):
     def sample(self, batch_size, height, width, strength, seed):
         strength = tf.cast(strength, tf.float32)
         seeds = rng.split_seed(seed, self.width + 1)
-        chains = [self.chain.sample(batch_size, height, width, strength, seeds[i]) for i in range(self.width)]
+        # Full chains at every strength (every image, the chains' own magnitudes).
+        chains = [self.chain.sample(batch_size, height, width, 1.0, seeds[i]) for i in range(self.width)]
         u = rng.uniform([batch_size, self.width + 1], seeds[self.width])
         # Dirichlet(1, ..., 1): normalized standard exponentials.
         exponentials = -tf.math.log1p(-u[:, : self.width])

@@ -41,6 +41,7 @@ _HOME = {
     "step": "schedules",
     "EarlyStopping": "stopping",
     "AdaptiveStrength": "strength",
+    "ShapedStrength": "strength",
     "StrengthSchedule": "strength",
     "StrengthSpec": "strength",
     "parse_strength": "strength",
@@ -49,6 +50,7 @@ _HOME = {
 
 __all__ = [
     "AdaptiveStrength",
+    "ShapedStrength",
     "AugmentationImages",
     "BestModelCheckpoint",
     "EpochBackup",

@@ -3,7 +3,7 @@
 The commands read `STRENGTH_HELP` for their `--help`, which must not import
 TensorFlow; `strength.py` holds the parser and the callbacks.
 
->>> "adaptive:SIGNAL" in STRENGTH_HELP and all(signal in STRENGTH_HELP for signal in SIGNALS)
+>>> "adaptive:SIGNAL" in STRENGTH_HELP and "shaped:SIGNAL" in STRENGTH_HELP and all(signal in STRENGTH_HELP for signal in SIGNALS)
 True
 """
 
@@ -14,8 +14,12 @@ SIGNALS = ("accuracy_gap", "loss_ratio", "probe_gap", "probe_loss_gap", "probe_c
 ADAPTIVE_INITIAL_STRENGTH = 0.3
 # Hold it while the first epochs' fast learning dominates the gap signal.
 ADAPTIVE_WARMUP_EPOCHS = 2
+# `shaped`: a weak-to-strong ramp whose ceiling starts here and is moved by the controller on this signal.
+SHAPED_INITIAL_CEILING = 0.5
+SHAPED_SIGNAL = "probe_gap"
 STRENGTH_HELP = (
-    "'adaptive' (closed-loop control; adaptive:SIGNAL picks its signal: accuracy_gap, loss_ratio, probe_gap, "
-    "probe_loss_gap, probe_confidence), 'off', a number or 'constant:X', or a schedule: "
-    "linear:START:END:EPOCHS, cosine:START:END:EPOCHS, step:V1,V2,...:EVERY."
+    "'shaped' (a ramp from weak to strong whose ceiling a controller moves, then a weak final stretch; "
+    "shaped:SIGNAL picks its signal), 'adaptive' (closed-loop control; adaptive:SIGNAL picks its signal: "
+    "accuracy_gap, loss_ratio, probe_gap, probe_loss_gap, probe_confidence), 'off', a number or 'constant:X', "
+    "or a schedule: linear:START:END:EPOCHS, cosine:START:END:EPOCHS, step:V1,V2,...:EVERY."
 )

@@ -18,6 +18,8 @@ from augpipe.callbacks.base import (
 from augpipe.callbacks.grammar import (  # noqa: F401  (re-exported)
     ADAPTIVE_INITIAL_STRENGTH,
     ADAPTIVE_WARMUP_EPOCHS,
+    SHAPED_INITIAL_CEILING,
+    SHAPED_SIGNAL,
     SIGNALS,
     STRENGTH_HELP,
 )
@@ -296,6 +298,110 @@ class AdaptiveStrength(StatefulCallback):
         self.save_state(epoch + 1)
 
 
+class ShapedStrength(AdaptiveStrength):
+    """A curriculum: a ramp from weak to strong, a ceiling the controller moves, a weak final stretch.
+
+    The strength of epoch `e` of `E` is `ceiling * shape(e)`:
+
+        shape(e) = min(1, (e + 1) / ramp)     for the first E - final epochs
+                 = final_scale                for the last `final` epochs
+
+    with `ramp = max(1, round(ramp_fraction * E))` and
+    `final = round(final_fraction * E)`. The ceiling is the integrator of
+    `AdaptiveStrength` (the same rule, signal, target and dead band: it rises
+    while the model overfits more than the target allows and falls while it
+    does not), so the controller sets how strong the strongest epochs are and
+    the shape sets when they come. Early epochs learn the plain task, the
+    middle ones regularize at the controlled ceiling, and the last ones,
+    where a cosine rate is small, fit the weakly augmented images the model
+    will see clean at test time.
+
+    Writes `aug_strength` (the epoch's strength), `aug_ceiling` (the
+    ceiling after the epoch) and `aug_signal` to the logs; resumes exactly
+    with `state_dir`. `LearningRateControl(strength_controller=...)` raises
+    the ceiling before it cuts the rate.
+
+    Args:
+        target: an `augment.Augment` layer or its strength variable.
+        signal: as `AdaptiveStrength` (default `"probe_gap"`: needs a
+            `ProbeEvaluation` before it).
+        initial_ceiling: the ceiling before any control.
+        total_epochs: `E` (the fit's `epochs` if None).
+        ramp_fraction, final_fraction, final_scale: the shape.
+        **kwargs: the other arguments of `AdaptiveStrength` (`target_value`,
+            `speed`, `tolerance`, `warmup_epochs`, `min_strength`,
+            `max_strength` bound the ceiling, `state_dir`, `verbose`).
+
+    Example:
+
+    >>> from augpipe import augment
+    >>> layer = augment.Augment("mnist", seed=0)
+    >>> shaped = ShapedStrength(layer, initial_ceiling=0.8, total_epochs=10, signal=lambda logs: 0.0)
+    >>> [round(shaped.shape(e), 2) for e in range(10)]
+    [0.33, 0.67, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5]
+    """
+
+    def __init__(self, target, signal="probe_gap", initial_ceiling: float = SHAPED_INITIAL_CEILING,
+                 total_epochs: Optional[int] = None, ramp_fraction: float = 0.3, final_fraction: float = 0.15,
+                 final_scale: float = 0.5, **kwargs):
+        check_unit("ramp_fraction", ramp_fraction)
+        check_unit("final_fraction", final_fraction)
+        self.final_scale = check_unit("final_scale", final_scale)
+        if ramp_fraction + final_fraction > 1:
+            raise ValueError(f"Received: ramp_fraction={ramp_fraction!r} and final_fraction={final_fraction!r}. "
+                             "Expected a sum <= 1 (the ramp and the final stretch cannot overlap).")
+        self.ramp_fraction, self.final_fraction = float(ramp_fraction), float(final_fraction)
+        if total_epochs is not None:
+            check_int("total_epochs", total_epochs)
+        self.total_epochs = total_epochs
+        kwargs.setdefault("warmup_epochs", 0)
+        super().__init__(target, signal=signal, initial_strength=check_unit("initial_ceiling", initial_ceiling),
+                         **kwargs)
+        self.state_name = "shaped_strength"
+
+    def on_train_begin(self, logs=None):
+        if self.total_epochs is None:
+            self.total_epochs = int((self.params or {}).get("epochs") or 1)
+
+    @property
+    def ceiling(self) -> float:
+        return self.strength
+
+    def shape(self, epoch: int) -> float:
+        """The ceiling's multiplier at `epoch` (0-based)."""
+        total = max(int(self.total_epochs or 1), 1)
+        final = int(round(self.final_fraction * total))
+        if epoch >= total - final:
+            return self.final_scale
+        ramp = max(1, int(round(self.ramp_fraction * total)))
+        return min(1.0, (epoch + 1) / ramp)
+
+    def _epoch_strength(self, epoch: int) -> float:
+        return min(max(self.strength * self.shape(epoch), 0.0), 1.0)
+
+    def raise_strength(self, amount: float) -> bool:
+        """Raises the ceiling by `amount` from the next epoch on; False if already at max."""
+        if self.strength >= self.max_strength - 1e-9:
+            return False
+        self.strength = min(self.max_strength, self.strength + float(amount))
+        if self._next_epoch is not None:
+            self.variable.assign(self._epoch_strength(self._next_epoch))
+            self.save_state(self._next_epoch)
+        return True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.restore_for_epoch(epoch)
+        self.variable.assign(self._epoch_strength(epoch))
+
+    def on_epoch_end(self, epoch, logs=None):
+        used = self._epoch_strength(epoch)
+        super().on_epoch_end(epoch, logs)  # moves the ceiling (self.strength) and saves the state
+        self.variable.assign(self._epoch_strength(epoch + 1))
+        if logs is not None:
+            logs["aug_strength"] = used
+            logs["aug_ceiling"] = self.strength
+
+
 # ----------------------------------------------------------------------------
 # The strength grammar of every command: one parser.
 
@@ -305,8 +411,8 @@ class StrengthSpec:
 
     Attributes:
         spec: the text it was parsed from.
-        kind: `"adaptive"`, `"off"` (augmentation off: policy `none`) or
-            `"schedule"` (a constant is a schedule).
+        kind: `"adaptive"`, `"shaped"`, `"off"` (augmentation off: policy
+            `none`) or `"schedule"` (a constant is a schedule).
         initial: the strength of the first epoch.
         schedule: the schedule (None unless `kind == "schedule"`).
     """
@@ -320,7 +426,7 @@ class StrengthSpec:
     @property
     def needs_probe(self) -> bool:
         """Whether its controller reads the probe (`callbacks.ProbeEvaluation`)."""
-        return self.kind == "adaptive" and self.signal.startswith("probe")
+        return self.kind in ("adaptive", "shaped") and self.signal.startswith("probe")
 
     @property
     def fixed(self) -> Optional[float]:
@@ -336,24 +442,33 @@ class StrengthSpec:
         if self.kind == "adaptive":
             return AdaptiveStrength(target, signal=self.signal, warmup_epochs=ADAPTIVE_WARMUP_EPOCHS,
                                     state_dir=state_dir)
+        if self.kind == "shaped":
+            return ShapedStrength(target, signal=self.signal, state_dir=state_dir)
         return StrengthSchedule(target, self.schedule if self.kind == "schedule" else constant(0.0))
 
 
 def parse_strength(spec) -> StrengthSpec:
     """Parses the strength grammar shared by run-mnist, profile-input and preview-augment.
 
-    `adaptive`, `off`, a number `X` (the same as `constant:X`), or a
-    schedule spec (`constant:X`, `linear:...`, `cosine:...`, `step:...`).
+    `shaped` or `shaped:SIGNAL`, `adaptive` or `adaptive:SIGNAL`, `off`, a
+    number `X` (the same as `constant:X`), or a schedule spec (`constant:X`,
+    `linear:...`, `cosine:...`, `step:...`).
 
     >>> parse_strength("adaptive").initial, parse_strength("0.5").fixed, parse_strength("linear:0:1:10").fixed
     (0.3, 0.5, None)
+    >>> parse_strength("shaped").signal, parse_strength("shaped").needs_probe
+    ('probe_gap', True)
     """
     text = str(spec).strip() if isinstance(spec, (str, int, float)) and not isinstance(spec, bool) else None
-    if text is not None and text.split(":")[0] == "adaptive":
-        signal = text.partition(":")[2] or "accuracy_gap"
+    kind = None if text is None else text.split(":")[0]
+    if kind in ("adaptive", "shaped"):
+        default = "accuracy_gap" if kind == "adaptive" else SHAPED_SIGNAL
+        signal = text.partition(":")[2] or default
         if signal not in SIGNALS:
-            raise ValueError(f"Invalid strength {text!r}: unknown signal {signal!r}. Expected adaptive or "
-                             f"adaptive:SIGNAL with SIGNAL one of {', '.join(SIGNALS)}.{did_you_mean(signal, SIGNALS)}")
+            raise ValueError(f"Invalid strength {text!r}: unknown signal {signal!r}. Expected {kind} or "
+                             f"{kind}:SIGNAL with SIGNAL one of {', '.join(SIGNALS)}.{did_you_mean(signal, SIGNALS)}")
+        if kind == "shaped":  # the first epoch's strength: the ramp's first step (the callback sets it)
+            return StrengthSpec(text, kind, 0.0, signal=signal)
         return StrengthSpec(text, "adaptive", ADAPTIVE_INITIAL_STRENGTH, signal=signal)
     if text == "off":
         return StrengthSpec(text, "off", 0.0)

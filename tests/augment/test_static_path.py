@@ -73,7 +73,9 @@ def test_xla_compiled_augmentation_draws_what_the_uncompiled_one_draws(policy, b
     run = tf.function(lambda x: compiled(x, training=True), jit_compile=True)
     for _ in range(2):  # two batches: the counter advances the same way
         expected = eager(images, training=True).numpy()
-        np.testing.assert_allclose(run(images).numpy(), expected, atol=1e-3 / 255.0)
+        # XLA fuses the float arithmetic differently: a few 1e-6 of rounding,
+        # where a different draw would differ by whole grey levels (1 / 255).
+        np.testing.assert_allclose(run(images).numpy(), expected, atol=1e-5)
     np.testing.assert_array_equal(compiled.rng_state.numpy(), eager.rng_state.numpy())
 
 

@@ -85,6 +85,18 @@ def test_batchnorm_lag_raises_the_old_signal_but_not_the_probe_signal(data):
     assert max(strengths["probe_gap"]) <= 0.3 + 1e-6  # the probe signal never raised it
 
 
+def test_batchnorm_lag_does_not_raise_the_shaped_ceiling(data):
+    model, layer = bn_model()
+    shaped = callbacks.ShapedStrength(layer, initial_ceiling=0.3, total_epochs=8)
+    found = [pipelines.EpochSync(data["train"][1]), shaped, callbacks.ProbeEvaluation(data["probe"])]
+    history = model.fit(data["train"][0], validation_data=data["val"], epochs=8, verbose=0,
+                        callbacks=callbacks.in_working_order(found))
+    lag = np.array(history.history["accuracy"]) - np.array(history.history["val_accuracy"])
+    assert lag[-4:].mean() > 0.15, lag
+    assert max(history.history["aug_ceiling"]) <= 0.3 + 1e-6, history.history["aug_ceiling"]
+    assert max(history.history["aug_strength"]) <= 0.3 + 1e-6
+
+
 def test_probe_figures_match_an_evaluation_in_inference_mode(data):
     model, _ = bn_model(policy="mnist")
     probe = callbacks.ProbeEvaluation(data["probe"])
@@ -143,14 +155,15 @@ def op_determinism_for_this_test():
     tf_config.disable_op_determinism()
 
 
-def test_run_mnist_with_the_probe_signal_logs_the_probe_and_resumes_exactly(tiny_npz, tmp_path, monkeypatch,
+@pytest.mark.parametrize("strength", ["adaptive:probe_gap", "shaped"])
+def test_run_mnist_with_the_probe_signal_logs_the_probe_and_resumes_exactly(strength, tiny_npz, tmp_path, monkeypatch,
                                                                             op_determinism_for_this_test):
     from augpipe.scripts import experiment
     from augpipe.scripts.run_mnist import main
 
     def run(run_dir, *extra):
         result = CliRunner().invoke(main, ["--source", tiny_npz, "--model", "mlp", "--batch-size", "32",
-                                           "--strength", "adaptive:probe_gap", "--deterministic", "--quiet",
+                                           "--strength", strength, "--deterministic", "--quiet",
                                            "--no-tensorboard", "--run-dir", str(run_dir), "--epochs", "4", *extra])
         assert result.exit_code == 0, result.output
         with open(run_dir / "log.csv") as handle:
@@ -172,4 +185,8 @@ def test_run_mnist_with_the_probe_signal_logs_the_probe_and_resumes_exactly(tiny
     monkeypatch.setattr(experiment, "build_callbacks", original)
     assert run(tmp_path / "split", "--resume") == whole
     report = json.loads((tmp_path / "whole" / "report.json").read_text())
-    assert report["options"]["strength"] == "adaptive:probe_gap"
+    assert report["options"]["strength"] == strength
+    if strength == "shaped":  # the ramp's shape over 4 epochs: 1, 1, 1 then the weak last epoch (half)
+        ceilings = [float(row["aug_ceiling"]) for row in whole]
+        used = [float(row["aug_strength"]) for row in whole]
+        assert used[0] == pytest.approx(0.5) and used[3] == pytest.approx(0.5 * ceilings[2])
