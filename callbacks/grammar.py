@@ -15,7 +15,7 @@ ADAPTIVE_INITIAL_STRENGTH = 0.3
 # Hold it while the first epochs' fast learning dominates the gap signal.
 ADAPTIVE_WARMUP_EPOCHS = 2
 # `shaped`: a weak-to-strong ramp whose ceiling starts here and is moved by the controller on this signal.
-SHAPED_INITIAL_CEILING = 0.5
+SHAPED_INITIAL_CEILING = 0.75
 SHAPED_SIGNAL = "probe_gap"
 STRENGTH_HELP = (
     "'shaped' (a ramp from weak to strong whose ceiling a controller moves, then a weak final stretch; "

@@ -437,13 +437,18 @@ class StrengthSpec:
             return self.initial
         return None
 
-    def callback(self, target, state_dir=None) -> keras.callbacks.Callback:
-        """The callback that sets the strength of `target` (an `Augment` layer) every epoch."""
+    def callback(self, target, state_dir=None, total_epochs: Optional[int] = None) -> keras.callbacks.Callback:
+        """The callback that sets the strength of `target` (an `Augment` layer) every epoch.
+
+        `total_epochs` is the length a `shaped` curriculum is laid out for
+        (the fit's `epochs` if None; run-mnist passes the run's original
+        length, so a resume that extends a run keeps the shape).
+        """
         if self.kind == "adaptive":
             return AdaptiveStrength(target, signal=self.signal, warmup_epochs=ADAPTIVE_WARMUP_EPOCHS,
                                     state_dir=state_dir)
         if self.kind == "shaped":
-            return ShapedStrength(target, signal=self.signal, state_dir=state_dir)
+            return ShapedStrength(target, signal=self.signal, state_dir=state_dir, total_epochs=total_epochs)
         return StrengthSchedule(target, self.schedule if self.kind == "schedule" else constant(0.0))
 
 

@@ -48,17 +48,18 @@ ExperimentConfig = dataclasses.make_dataclass(
     + [(o.name, Any, dataclasses.field(default=False if o.kind == "flag" else None)) for o in SOURCE_FIELDS]
     + [
         ("model", str, dataclasses.field(default="cnn")),
-        ("epochs", int, dataclasses.field(default=30)),
+        ("epochs", int, dataclasses.field(default=40)),
         ("batch_size", int, dataclasses.field(default=128)),
         ("learning_rate", float, dataclasses.field(default=2e-3)),
         ("policy", str, dataclasses.field(default="mnist")),
-        ("strength", str, dataclasses.field(default="adaptive")),
+        ("strength", str, dataclasses.field(default="shaped")),
         ("placement", str, dataclasses.field(default="device")),
         ("mixup", bool, dataclasses.field(default=False)),
         # Leave out of val and test each image another split holds too (byte-identical), instead of refusing.
         ("drop_duplicates", bool, dataclasses.field(default=False)),
         ("eval_every", int, dataclasses.field(default=5)),
         ("patience", Optional[int], dataclasses.field(default=None)),
+        ("lr_patience", Optional[int], dataclasses.field(default=None)),
         ("seed", int, dataclasses.field(default=0)),
         ("deterministic", bool, dataclasses.field(default=False)),
         # XLA for the training step: None is Keras' "auto" (on for a GPU, off for a CPU).
@@ -168,6 +169,8 @@ def check_config(config: ExperimentConfig) -> None:
         raise ConfigError(f"<learning_rate> must be > 0. Received: {config.learning_rate!r}.")
     if config.patience is not None and config.patience < 1:
         raise ConfigError(f"<patience> must be a positive integer. Received: {config.patience!r}.")
+    if config.lr_patience is not None and (not isinstance(config.lr_patience, int) or config.lr_patience < 1):
+        raise ConfigError(f"<lr_patience> must be a positive integer. Received: {config.lr_patience!r}.")
     if config.resume and config.overwrite:
         raise ConfigError("<resume> and <overwrite> contradict each other: pick one.")
     if config.strategy not in STRATEGIES:

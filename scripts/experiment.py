@@ -269,13 +269,15 @@ def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: Mode
     test evaluation, the monitors, the loggers (they see every key the
     others wrote), and the epoch commit last.
 
-    `schedule_epochs` is the length the learning-rate schedule was laid out
-    for (the run's original `epochs`; a resume that extends a run keeps it,
-    so the cosine keeps its shape and the rate stays at its final value).
+    `schedule_epochs` is the length the learning-rate schedule and a
+    `shaped` strength were laid out for (the run's original `epochs`; a
+    resume that extends a run keeps it, so the cosine and the curriculum
+    keep their shape, and the rate and strength stay at their final values).
     """
     backup_dir = run_dir / "backup"
-    strength = callbacks.parse_strength(config.strength).callback(parts.augment_layer, state_dir=backup_dir)
     horizon = schedule_epochs or config.epochs
+    strength = callbacks.parse_strength(config.strength).callback(parts.augment_layer, state_dir=backup_dir,
+                                                                  total_epochs=horizon)
     # Its threshold is part of its state, so a resume keeps the committed one exactly.
     checkpoint = callbacks.BestModelCheckpoint(run_dir / "best.keras", monitor="val_accuracy", mode="max",
                                                state_dir=backup_dir)
@@ -284,7 +286,7 @@ def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: Mode
         None if inputs.probe is None else callbacks.ProbeEvaluation(inputs.probe),
         callbacks.LearningRateControl(
             warmup_epochs=min(2, max(horizon - 1, 0)), decay="cosine", total_epochs=horizon, min_multiplier=0.02,
-            state_dir=backup_dir, strength_controller=strength if isinstance(strength, callbacks.AdaptiveStrength)
+            patience=config.lr_patience, state_dir=backup_dir, strength_controller=strength if isinstance(strength, callbacks.AdaptiveStrength)
             else None,
         ),
         callbacks.EpochBackup(backup_dir),

@@ -30,11 +30,11 @@ def source_options(command):
               help="Backbone: cnn, mlp (the classic baseline), a saved FILE.keras, or a function building one, "
                    "package.module:function or path/to/file.py:function, called as function(input_shape, "
                    "num_classes); augpipe's Augment goes in front and it gets float images in [0, 1].")
-@click.option("--epochs", type=click.IntRange(min=1), default=30)
+@click.option("--epochs", type=click.IntRange(min=1), default=40)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128)
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=2e-3)
 @click.option("--policy", default="mnist", help="Augmentation policy: mnist, trivialaugment, randaugment, randaugment_digits, augmix, cifar, ops, none.")
-@click.option("--strength", default="adaptive", help=STRENGTH_HELP)
+@click.option("--strength", default="shaped", help=STRENGTH_HELP)
 @click.option("--placement", type=click.Choice(["device", "host"]), default="device", help="Where augmentation runs.")
 @click.option("--mixup/--no-mixup", default=False, help="MixUp/CutMix on training batches.")
 @click.option("--drop-duplicates", is_flag=True,
@@ -42,6 +42,9 @@ def source_options(command):
                    "of refusing the source; the report counts what was dropped.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=5, help="Held-out test evaluation every N epochs.")
 @click.option("--patience", type=click.IntRange(min=1), default=None, help="Early stopping on val accuracy.")
+@click.option("--lr-patience", type=click.IntRange(min=1), default=None,
+              help="LearningRateControl's plateau rule: when val loss has not improved for N epochs, raise a "
+                   "controller's strength first, then halve the rate. Default: off (warmup, then cosine decay).")
 @click.option("--seed", type=int, default=0)
 @click.option("--deterministic", is_flag=True, help="Enable TensorFlow op determinism (slower).")
 @click.option("--jit-compile/--no-jit-compile", default=None,
@@ -67,7 +70,8 @@ def main(ctx, **options):
 
     The defaults run offline on the embedded 5,000-digit MNIST subset (or the
     full MNIST when it is on this machine), with device-side augmentation
-    whose strength is controlled from the train/val accuracy gap.
+    whose strength ramps up to a ceiling that a controller moves from the
+    probe's gap to validation, then eases off for the last epochs.
     """
     _startup.quiet_tensorflow_startup()  # TensorFlow is first imported here, not for --help
     from augpipe.scripts import experiment

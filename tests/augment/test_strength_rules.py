@@ -100,3 +100,15 @@ def test_a_quarter_strength_leaves_three_quarters_of_images_untouched_and_change
     layer.strength.assign(1.0)
     out_full = layer(images, training=True).numpy()
     assert (np.abs(out_full - images.numpy() / 255.0).reshape(512, -1).max(axis=1) > 1e-6).mean() > 0.5
+
+
+def test_every_built_in_policy_documents_its_strength_rule():
+    import pathlib
+
+    from augpipe.augment.policies import list_policies
+
+    page = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "ops.md").read_text()
+    section = page.split("## Strength per policy", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {name.strip(" `") for row in rows for name in row.split("|")[1].split(",")}
+    assert set(list_policies()) <= documented, set(list_policies()) - documented

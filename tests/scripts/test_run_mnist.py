@@ -84,14 +84,16 @@ def test_resume_continues_epochs_and_strength(tiny_npz, tmp_path):
     run_dir = tmp_path / "run"
     first = invoke("--source", tiny_npz, "--epochs", 3, "--model", "mlp", "--batch-size", 32, "--run-dir", run_dir, "--quiet")
     assert first.exit_code == 0, first.output
-    saved = json.loads((run_dir / "backup" / "adaptive_strength.json").read_text())
+    saved = json.loads((run_dir / "backup" / "shaped_strength.json").read_text())
     assert saved["epoch"] == 3
     again = invoke("--run-dir", run_dir, "--resume", "--epochs", 5)
     assert again.exit_code == 0, again.output
     rows = read_log(run_dir)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4]
-    # The resumed epoch runs at the strength the controller chose before the stop.
-    assert float(rows[3]["aug_strength"]) == pytest.approx(saved["state"]["strength"])
+    # The resumed epochs run at the ceiling the controller chose before the stop, in the weak final
+    # stretch of the 3-epoch curriculum the run was laid out for (half the ceiling).
+    assert float(rows[3]["aug_strength"]) == pytest.approx(0.5 * saved["state"]["strength"])
+    assert float(rows[4]["aug_strength"]) == pytest.approx(0.5 * float(rows[3]["aug_ceiling"]))
     report = json.loads((run_dir / "report.json").read_text())
     assert report["epochs_run"] == 5 and report["epochs_this_session"] == 2
     assert report["options"]["model"] == "mlp"  # the saved options, not the defaults
@@ -264,3 +266,18 @@ def test_channels_first_float_npz_trains_with_the_flags_and_is_refused_without(t
                     "--epochs", 1, "--batch-size", 32, "--run-dir", tmp_path / "a", "--quiet", "--no-tensorboard")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "a" / "report.json").read_text())["splits"]["test"]["size"] > 0
+
+
+def test_lr_patience_turns_on_the_plateau_rule_and_is_refused_below_one(tiny_npz, tmp_path):
+    run_dir = tmp_path / "run"
+    result = invoke("--source", tiny_npz, "--epochs", 3, "--model", "mlp", "--batch-size", 32, "--run-dir", run_dir,
+                    "--quiet", "--no-tensorboard", "--lr-patience", 1, "--strength", "shaped")
+    assert result.exit_code == 0, result.output
+    rows = read_log(run_dir)
+    assert all(float(r["lr_plateau_wait"]) in (0.0, 1.0) for r in rows)  # the plateau rule counted every epoch
+    assert json.loads((run_dir / "report.json").read_text())["options"]["lr_patience"] == 1
+    plain = invoke("--source", tiny_npz, "--epochs", 1, "--model", "mlp", "--batch-size", 32, "--run-dir",
+                   tmp_path / "plain", "--quiet", "--no-tensorboard")
+    assert plain.exit_code == 0 and "lr_plateau_wait" not in read_log(tmp_path / "plain")[0]
+    refused = invoke("--lr-patience", 0, "--run-dir", tmp_path / "never")
+    assert refused.exit_code == 2 and "--lr-patience" in refused.output and not (tmp_path / "never").exists()

@@ -1,0 +1,261 @@
+"""The strength study: strength configs x seeds x data sets, each run a `run-mnist` process.
+
+Usage:
+    python benchmarks/strength_study.py run DATASET [--seeds 0,1,2,3,4] [--configs C1,C2] [--work DIR]
+    python benchmarks/strength_study.py table [--out benchmarks/results/strength_study.md]
+
+DATASET is `mnist` (the embedded 5,000 digits, run-mnist's defaults),
+`shapes` (the drawn-shapes folder, `pipelines.write_shapes_folder`) or
+`photos` (crops of the photographs scikit-image and scikit-learn ship,
+`benchmarks/photo_folder.py`, test crops from regions no training crop
+touches; needs `pip install ".[bench]"`).
+
+Each run appends one record to `benchmarks/results/strength_study.json` as
+soon as it ends, and a run already there is skipped, so the study can be run
+in pieces (per data set, per seed) and stopped at any time. Every config of
+a data set runs on the same splits and seeds (the split and the model's
+initialization follow `--seed`), so differences between configs are paired.
+A record: `dataset`, `config` (the `--strength` spec or policy that ran it),
+`seed`, `val_accuracy` (the best epoch's, which picks the model),
+`test_accuracy` (that model on the test split), `epochs`, `wall_s`,
+`strength` (per epoch), `default` (whether the config is run-mnist's
+default strength when it ran), `flags` and `code_version` (the commit).
+
+`table` prints and writes the README's table: per data set and config, mean
+± std and a 95 % t-interval of test accuracy, and the paired differences of
+the default against the constant a user's grid search picks by validation
+accuracy (per seed, among the four constants) and against the best constant
+by mean test accuracy (an upper bound no user gets).
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "strength_study.json"
+SEEDS = (0, 1, 2, 3, 4)
+CONSTANTS = ("constant:0.25", "constant:0.5", "constant:0.75", "constant:1")
+
+# Per data set: the flags every run shares, and its epochs (the linear ramp spans them).
+DATASETS = {
+    "mnist": {"flags": ["--source", "mnist-embedded"], "epochs": None},
+    "shapes": {"flags": ["--image-size", "32", "--batch-size", "32"], "epochs": 10},
+    "photos": {"flags": ["--model", str(ROOT / "benchmarks" / "study_models.py") + ":bn_cnn", "--policy", "cifar",
+                         "--batch-size", "64"], "epochs": 30},
+}
+
+
+def configs(dataset: str, epochs: int) -> dict:
+    """Config name -> the run-mnist flags that run it."""
+    found = {"off": ["--strength", "off"]}
+    found.update({c: ["--strength", c] for c in CONSTANTS})
+    found[f"linear:0:1:{epochs}"] = ["--strength", f"linear:0:1:{epochs}"]
+    found["adaptive"] = ["--strength", "adaptive"]  # the old controller: accuracy_gap
+    found["adaptive:probe_gap"] = ["--strength", "adaptive:probe_gap"]  # the sign integrator on the probe
+    found["shaped"] = ["--strength", "shaped"]
+    if dataset == "mnist":  # what LearningRateControl's plateau cuts add to the plain cosine of the default
+        found["shaped+lr-patience:3"] = ["--strength", "shaped", "--lr-patience", "3"]
+    if dataset == "photos":  # the fixed recipes people use, at full strength
+        found["trivialaugment"] = ["--policy", "trivialaugment", "--strength", "1"]
+        found["randaugment"] = ["--policy", "randaugment", "--strength", "1"]
+    return found
+
+
+def default_strength() -> str:
+    from augpipe.scripts.config import ExperimentConfig
+
+    return ExperimentConfig().strength
+
+
+def default_epochs() -> int:
+    from augpipe.scripts.config import ExperimentConfig
+
+    return ExperimentConfig().epochs
+
+
+def prepare(dataset: str, work: pathlib.Path) -> list:
+    """Builds the data set under `work` once; returns its `--source` flags."""
+    if dataset == "mnist":
+        return []
+    if dataset == "shapes":
+        folder = work / "shapes"
+        if not folder.is_dir():
+            from augpipe.pipelines.synthetic import write_shapes_folder
+
+            write_shapes_folder(folder, per_class=300)
+        return ["--source", f"folder:{folder}"]
+    npz = work / "photos_48.npz"
+    if not npz.is_file():
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import photo_folder
+
+        photo_folder.write(work / "photos", per_class=300, test_per_class=60, seed=0, npz=npz, size=48)
+    return ["--source", f"npz:{npz}"]
+
+
+def load() -> list:
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+
+
+def save(records: list) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    temporary = RESULTS.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(records, indent=1) + "\n")
+    os.replace(temporary, RESULTS)
+
+
+def code_version() -> str:
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return result.stdout.strip() + ("+changes" if dirty else "")
+
+
+def run_one(dataset, config, flags, seed, work) -> dict:
+    run_dir = work / "runs" / f"{dataset}-{config.replace(':', '_')}-seed{seed}"
+    command = ["run-mnist", "--quiet", "--no-tensorboard", "--seed", str(seed), "--run-dir", str(run_dir),
+               "--overwrite", *flags]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    report = json.loads((run_dir / "report.json").read_text())
+    with open(run_dir / "log.csv") as handle:
+        strength = [round(float(row["aug_strength"]), 4) for row in csv.DictReader(handle)]
+    return {
+        "dataset": dataset, "config": config, "seed": seed,
+        "val_accuracy": report["best_val_accuracy"], "test_accuracy": report["test_accuracy"],
+        "epochs": report["epochs_run"], "wall_s": report["wall_time_s"],
+        "process_s": round(time.perf_counter() - start, 1), "strength": strength,
+        "test_size": report["splits"]["test"]["size"],
+    }
+
+
+def run(args) -> None:
+    work = pathlib.Path(args.work or tempfile.mkdtemp(prefix="strength-study-"))
+    work.mkdir(parents=True, exist_ok=True)
+    spec = DATASETS[args.dataset]
+    epochs = spec["epochs"] or default_epochs()
+    table = configs(args.dataset, epochs)
+    chosen = args.configs.split(",") if args.configs else list(table)
+    unknown = [c for c in chosen if c not in table]
+    if unknown:
+        raise SystemExit(f"Unknown config(s) {unknown} for {args.dataset}. Expected some of: {', '.join(table)}.")
+    source = prepare(args.dataset, work)
+    default, version = default_strength(), code_version()
+    epoch_flags = [] if spec["epochs"] is None else ["--epochs", str(epochs)]
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for config in chosen:  # seed-major: a study stopped early still has whole seeds
+            records = load()
+            if any((r["dataset"], r["config"], r["seed"]) == (args.dataset, config, seed) for r in records):
+                continue
+            flags = source + spec["flags"] + epoch_flags + table[config]
+            record = run_one(args.dataset, config, flags, seed, work)
+            shown = [f.replace(str(ROOT) + os.sep, "") for f in spec["flags"] + epoch_flags + table[config]]
+            record.update({"default": config == default, "flags": shown,
+                           "code_version": version})
+            records = load()
+            records.append(record)
+            save(records)
+            print(f"{args.dataset} {config} seed {seed}: test {100 * record['test_accuracy']:.2f} %, "
+                  f"val {100 * record['val_accuracy']:.2f} %, {record['wall_s']:.0f} s", flush=True)
+
+
+# ----------------------------------------------------------------------------
+# The table
+
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def interval(values) -> tuple:
+    """Mean, std and the half-width of a 95 % t-interval (NaN for one value)."""
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    std = statistics.stdev(values)
+    return mean, std, T_975.get(len(values) - 1, 1.96) * std / math.sqrt(len(values))
+
+
+def paired(default: dict, other: dict) -> tuple:
+    """Mean paired difference (default - other, by seed), its standard error, and n."""
+    seeds = sorted(set(default) & set(other))
+    differences = [default[s] - other[s] for s in seeds]
+    if len(differences) < 2:
+        return (differences[0] if differences else float("nan")), float("nan"), len(differences)
+    return statistics.mean(differences), statistics.stdev(differences) / math.sqrt(len(differences)), len(seeds)
+
+
+def table(records: list) -> str:
+    lines = ["| data set | config | runs | test accuracy mean ± std (%) | 95 % interval (%) | val accuracy (%) "
+             "| mean strength |", "|---|---|---|---|---|---|---|"]
+    comparisons = []
+    for dataset in DATASETS:
+        rows = [r for r in records if r["dataset"] == dataset]
+        if not rows:
+            continue
+        by_config = {}
+        for r in rows:
+            by_config.setdefault(r["config"], {})[r["seed"]] = r
+        for config, runs in by_config.items():
+            test = [100 * r["test_accuracy"] for r in runs.values()]
+            val = [100 * r["val_accuracy"] for r in runs.values()]
+            mean, std, half = interval(test)
+            strength = statistics.mean(statistics.mean(r["strength"]) for r in runs.values())
+            marker = " (default)" if any(r.get("default") for r in runs.values()) else ""
+            lines.append(f"| {dataset} | `{config}`{marker} | {len(test)} | {mean:.2f} ± {std:.2f} | "
+                         f"{mean - half:.2f} - {mean + half:.2f} | {statistics.mean(val):.2f} | {strength:.2f} |")
+        defaults = [c for c, runs in by_config.items() if any(r.get("default") for r in runs.values())]
+        constants = {c: by_config[c] for c in CONSTANTS if c in by_config}
+        if not defaults or not constants:
+            continue
+        default = {s: 100 * r["test_accuracy"] for s, r in by_config[defaults[0]].items()}
+        # A user's grid search: per seed, the constant with the best val accuracy (ties: the weaker).
+        picked = {}
+        for seed in default:
+            candidates = [(runs[seed]["val_accuracy"], -CONSTANTS.index(c), c) for c, runs in constants.items()
+                          if seed in runs]
+            if candidates:
+                picked[seed] = max(candidates)[2]
+        by_val = {s: 100 * constants[c][s]["test_accuracy"] for s, c in picked.items()}
+        best = max(constants, key=lambda c: statistics.mean(r["test_accuracy"] for r in constants[c].values()))
+        by_test = {s: 100 * r["test_accuracy"] for s, r in constants[best].items()}
+        for name, other in ((f"the constant picked by val accuracy per seed ({', '.join(picked[s] for s in sorted(picked))})",
+                             by_val), (f"the best constant by test accuracy (`{best}`)", by_test)):
+            difference, error, n = paired(default, other)
+            verdict = ("higher by more than one SE" if difference > error else
+                       "lower" if difference < 0 else "not higher by one SE")
+            comparisons.append(f"- {dataset}: `{defaults[0]}` - {name}: {difference:+.2f} ± {error:.2f} points "
+                               f"(paired mean ± SE, {n} seeds): {verdict}")
+    return "\n".join(lines + [""] + comparisons) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run")
+    run_parser.add_argument("dataset", choices=list(DATASETS))
+    run_parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    run_parser.add_argument("--configs", default=None, help="comma-separated config names (default: all)")
+    run_parser.add_argument("--work", default=None, help="where the data sets and run directories go")
+    table_parser = commands.add_parser("table")
+    table_parser.add_argument("--out", default=str(RESULTS.with_suffix(".md")))
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args)
+    else:
+        text = table(load())
+        pathlib.Path(args.out).write_text(text)
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
