@@ -49,8 +49,8 @@ CONSTANTS = ("constant:0.25", "constant:0.5", "constant:0.75", "constant:1")
 DATASETS = {
     "mnist": {"flags": ["--source", "mnist-embedded"], "epochs": None},
     "shapes": {"flags": ["--image-size", "32", "--batch-size", "32"], "epochs": 10},
-    "photos": {"flags": ["--model", str(ROOT / "benchmarks" / "study_models.py") + ":bn_cnn", "--policy", "cifar",
-                         "--batch-size", "64"], "epochs": 30},
+    "photos": {"flags": ["--image-size", "32", "--model", str(ROOT / "benchmarks" / "study_models.py") + ":bn_cnn",
+                         "--policy", "cifar", "--batch-size", "64"], "epochs": 20},
 }
 
 
@@ -93,13 +93,13 @@ def prepare(dataset: str, work: pathlib.Path) -> list:
 
             write_shapes_folder(folder, per_class=300)
         return ["--source", f"folder:{folder}"]
-    npz = work / "photos_48.npz"
-    if not npz.is_file():
+    folder = work / "photos"
+    if not folder.is_dir():
         sys.path.insert(0, str(ROOT / "benchmarks"))
         import photo_folder
 
-        photo_folder.write(work / "photos", per_class=300, test_per_class=60, seed=0, npz=npz, size=48)
-    return ["--source", f"npz:{npz}"]
+        photo_folder.write(folder, per_class=300, test_per_class=60, seed=0)
+    return ["--source", f"folder:{folder}"]  # train/ and test/: the test crops are the test split
 
 
 def load() -> list:

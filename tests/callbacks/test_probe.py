@@ -187,6 +187,8 @@ def test_run_mnist_with_the_probe_signal_logs_the_probe_and_resumes_exactly(stre
     report = json.loads((tmp_path / "whole" / "report.json").read_text())
     assert report["options"]["strength"] == strength
     if strength == "shaped":  # the ramp's shape over 4 epochs: 1, 1, 1 then the weak last epoch (half)
+        from augpipe.callbacks.grammar import SHAPED_INITIAL_CEILING
+
         ceilings = [float(row["aug_ceiling"]) for row in whole]
         used = [float(row["aug_strength"]) for row in whole]
-        assert used[0] == pytest.approx(0.5) and used[3] == pytest.approx(0.5 * ceilings[2])
+        assert used[0] == pytest.approx(SHAPED_INITIAL_CEILING) and used[3] == pytest.approx(0.5 * ceilings[2])
