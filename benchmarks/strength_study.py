@@ -196,7 +196,7 @@ def paired(default: dict, other: dict) -> tuple:
 
 def table(records: list) -> str:
     lines = ["| data set | config | runs | test accuracy mean ± std (%) | 95 % interval (%) | val accuracy (%) "
-             "| mean strength |", "|---|---|---|---|---|---|---|"]
+             "| mean strength | wall s (mean, max) |", "|---|---|---|---|---|---|---|---|"]
     comparisons = []
     for dataset in DATASETS:
         rows = [r for r in records if r["dataset"] == dataset]
@@ -211,8 +211,10 @@ def table(records: list) -> str:
             mean, std, half = interval(test)
             strength = statistics.mean(statistics.mean(r["strength"]) for r in runs.values())
             marker = " (default)" if any(r.get("default") for r in runs.values()) else ""
+            wall = [r["wall_s"] for r in runs.values()]
             lines.append(f"| {dataset} | `{config}`{marker} | {len(test)} | {mean:.2f} ± {std:.2f} | "
-                         f"{mean - half:.2f} - {mean + half:.2f} | {statistics.mean(val):.2f} | {strength:.2f} |")
+                         f"{mean - half:.2f} - {mean + half:.2f} | {statistics.mean(val):.2f} | {strength:.2f} | "
+                         f"{statistics.mean(wall):.0f}, {max(wall):.0f} |")
         defaults = [c for c, runs in by_config.items() if any(r.get("default") for r in runs.values())]
         constants = {c: by_config[c] for c in CONSTANTS if c in by_config}
         if not defaults or not constants:
