@@ -213,7 +213,7 @@ def table(records: list) -> str:
             marker = " (default)" if any(r.get("default") for r in runs.values()) else ""
             wall = [r["wall_s"] for r in runs.values()]
             lines.append(f"| {dataset} | `{config}`{marker} | {len(test)} | {mean:.2f} ± {std:.2f} | "
-                         f"{mean - half:.2f} - {mean + half:.2f} | {statistics.mean(val):.2f} | {strength:.2f} | "
+                         f"{max(mean - half, 0):.2f} - {min(mean + half, 100):.2f} | {statistics.mean(val):.2f} | {strength:.2f} | "
                          f"{statistics.mean(wall):.0f}, {max(wall):.0f} |")
         defaults = [c for c, runs in by_config.items() if any(r.get("default") for r in runs.values())]
         constants = {c: by_config[c] for c in CONSTANTS if c in by_config}
