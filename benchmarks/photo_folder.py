@@ -10,7 +10,8 @@ photograph is cut into two regions by a vertical line at 70 % of its width:
 training crops come from the left region, test crops from the right one, so
 no test pixel was ever in a training crop. Crops are squares of 15-35 % of
 the photograph's shorter side at random positions, flipped at random,
-written as JPEG files at their own size:
+never two with the same pixels (a repeat is drawn again, so no image is in
+two splits and none is counted twice), written as JPEG files at their own size:
 
     OUT/train/<class>/0000.jpg ... and OUT/test/<class>/0000.jpg ...
 
@@ -44,19 +45,34 @@ def photographs() -> dict:
     return {name: np.repeat(p[..., None], 3, axis=2) if p.ndim == 2 else p[..., :3] for name, p in photos.items()}
 
 
-def crops(photo: np.ndarray, count: int, region: str, rng: np.random.Generator) -> list:
-    """`count` square crops from the `"train"` (left) or `"test"` (right) region of `photo`."""
+def crops(photo: np.ndarray, count: int, region: str, rng: np.random.Generator, seen=None) -> list:
+    """`count` distinct square crops from the `"train"` (left) or `"test"` (right) region of `photo`.
+
+    A crop whose pixels equal an earlier one's (of this call, or in `seen`, a
+    set of `crop.tobytes()` shared across calls) is drawn again: small regions
+    and flat patches repeat, and a repeat would put one image in two splits.
+    """
     height, width = photo.shape[:2]
     cut = int(width * SPLIT_AT)
     left, right = (0, cut) if region == "train" else (cut, width)
+    seen = set() if seen is None else seen
     out = []
-    for _ in range(count):
+    attempts = 0
+    while len(out) < count:
+        attempts += 1
+        if attempts > 50 * count:
+            raise ValueError(f"Found only {len(out)} distinct crops of the {region} region ({right - left} x {height} "
+                             f"pixels) after {attempts - 1} draws; expected {count}. Ask for fewer crops.")
         side = int(rng.uniform(*CROP_RANGE) * min(height, width))
         side = max(8, min(side, right - left, height))
         y = int(rng.integers(0, height - side + 1))
         x = int(rng.integers(left, right - side + 1))
         crop = photo[y:y + side, x:x + side]
-        out.append(crop[:, ::-1] if rng.random() < 0.5 else crop)
+        crop = crop[:, ::-1] if rng.random() < 0.5 else crop
+        key = (crop.shape, np.ascontiguousarray(crop).tobytes())
+        if key not in seen:
+            seen.add(key)
+            out.append(crop)
     return out
 
 
@@ -64,10 +80,11 @@ def write(out: pathlib.Path, per_class: int, test_per_class: int, seed: int, npz
     rng = np.random.default_rng(seed)
     arrays = {"x_train": [], "y_train": [], "x_test": [], "y_test": []}
     for label, (name, photo) in enumerate(photographs().items()):
+        seen = set()  # one photograph's crops, both regions
         for region, count in (("train", per_class), ("test", test_per_class)):
             folder = out / region / name
             folder.mkdir(parents=True, exist_ok=True)
-            for index, crop in enumerate(crops(photo, count, region, rng)):
+            for index, crop in enumerate(crops(photo, count, region, rng, seen)):
                 image = Image.fromarray(np.ascontiguousarray(crop))
                 image.save(folder / f"{index:04d}.jpg", quality=92)
                 if npz:
