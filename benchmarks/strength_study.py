@@ -234,7 +234,8 @@ def table(records: list) -> str:
                              by_val), (f"the best constant by test accuracy (`{best}`)", by_test)):
             difference, error, n = paired(default, other)
             verdict = ("higher by more than one SE" if difference > error else
-                       "lower" if difference < 0 else "not higher by one SE")
+                       "lower by more than one SE" if difference < -error else
+                       "lower, within one SE" if difference < 0 else "higher, within one SE")
             comparisons.append(f"- {dataset}: `{defaults[0]}` - {name}: {difference:+.2f} ± {error:.2f} points "
                                f"(paired mean ± SE, {n} seeds): {verdict}")
     return "\n".join(lines + [""] + comparisons) + "\n"
