@@ -1,0 +1,72 @@
+"""benchmarks/strength_study.py: the table's arithmetic, and the committed raw records.
+
+The README's Results table is generated from the records, so a wrong pick
+of the grid-search constant or a wrong paired difference would put a wrong
+claim in the README.
+"""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("strength_study", ROOT / "benchmarks" / "strength_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def record(config, seed, val, test, default=False):
+    return {"dataset": "mnist", "config": config, "seed": seed, "val_accuracy": val, "test_accuracy": test,
+            "epochs": 2, "wall_s": 10.0, "strength": [0.5, 0.5], "default": default}
+
+
+def test_table_picks_the_constant_by_val_and_pairs_by_seed(study):
+    records = [
+        # seed 0: constant:0.5 has the best val; seed 1: a val tie between 0.25 and 1 goes to the weaker, 0.25.
+        record("constant:0.25", 0, 0.90, 0.95), record("constant:0.5", 0, 0.95, 0.96), record("constant:1", 0, 0.91, 0.99),
+        record("constant:0.25", 1, 0.97, 0.93), record("constant:0.5", 1, 0.92, 0.99), record("constant:1", 1, 0.97, 0.98),
+        record("shaped", 0, 0.96, 0.97, default=True), record("shaped", 1, 0.96, 0.96, default=True),
+    ]
+    text = study.table(records)
+    # by val: 0.96 (seed 0), 0.93 (seed 1); differences +1, +3 points: mean +2, SE stdev([1, 3]) / sqrt(2) = 1.
+    assert "per seed (constant:0.5, constant:0.25): +2.00 ± 1.00 points (paired mean ± SE, 2 seeds): " \
+           "higher by more than one SE" in text
+    # best by mean test: constant:1 (0.985); differences -2, -2: mean -2, SE 0.
+    assert "the best constant by test accuracy (`constant:1`): -2.00 ± 0.00 points" in text
+    assert "lower by more than one SE" in text
+    assert "| mnist | `shaped` (default) | 2 | 96.50 ± 0.71 |" in text
+
+
+def test_interval_is_a_t_interval(study):
+    mean, std, half = study.interval([98.0, 99.0, 100.0])
+    assert (mean, std) == (99.0, 1.0)
+    assert half == pytest.approx(4.303 / 3 ** 0.5)
+
+
+def test_committed_records_are_complete_and_paired(study):
+    records = json.loads((ROOT / "benchmarks" / "results" / "strength_study.json").read_text())
+    assert records, "benchmarks/results/strength_study.json holds no run"
+    keys = {"dataset", "config", "seed", "val_accuracy", "test_accuracy", "epochs", "wall_s", "strength", "default",
+            "code_version"}
+    for r in records:
+        assert keys <= set(r), f"record {r.get('dataset')}/{r.get('config')}/{r.get('seed')} lacks {keys - set(r)}"
+        assert 0 <= r["test_accuracy"] <= 1 and 0 <= r["val_accuracy"] <= 1
+        assert len(r["strength"]) == r["epochs"]
+    for dataset in {r["dataset"] for r in records}:
+        rows = [r for r in records if r["dataset"] == dataset]
+        seeds = {}
+        for r in rows:
+            seeds.setdefault(r["config"], []).append(r["seed"])
+        # Paired: every config of a data set ran the same seeds, each once.
+        assert all(sorted(s) == sorted(set(s)) for s in seeds.values()), f"{dataset}: a seed ran twice"
+        assert len({tuple(sorted(s)) for s in seeds.values()}) == 1, f"{dataset}: configs ran different seeds"
+        # One code version per data set, and one default config.
+        assert len({r["code_version"] for r in rows}) == 1, f"{dataset}: records from several commits"
+        assert len({r["config"] for r in rows if r["default"]}) == 1
