@@ -12,6 +12,7 @@ import importlib.util
 _HOME = {
     "RandomStateBackup": "base",
     "StatefulCallback": "base",
+    "best_position": "base",
     "BestModelCheckpoint": "commit",
     "EpochBackup": "commit",
     "EpochCommit": "commit",
@@ -72,6 +73,7 @@ __all__ = [
     "StrengthSpec",
     "ThroughputMonitor",
     "TrainingCurves",
+    "best_position",
     "check_no_test_monitor",
     "constant",
     "cosine",

@@ -78,6 +78,31 @@ def _from_json(value):
     return value
 
 
+def at_least_as_good(value: float, best, mode: str = "max") -> bool:
+    """Whether an epoch's `value` takes the best model's place: the rule `BestModelCheckpoint` keeps.
+
+    A finite value that is better than `best`, or equal to it: a tie goes to
+    the later epoch, which has trained longer, at a lower learning rate under
+    a decaying schedule. (A validation split of a few hundred images ties
+    often once it saturates; keeping the first of the tied epochs picked a
+    model from the middle of the schedule.)
+    """
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value >= best if mode == "max" else value <= best
+
+
+def best_position(values, mode: str = "max"):
+    """The position of the best model in a sequence of per-epoch values, by `at_least_as_good`; None if none is finite."""
+    best, found = None, None
+    for position, value in enumerate(values):
+        if value is not None and at_least_as_good(float(value), best, mode):
+            best, found = float(value), position
+    return found
+
+
 class StatefulCallback(Staged, keras.callbacks.Callback):
     """A callback whose decisions survive an interrupted run.
 

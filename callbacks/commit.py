@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import pathlib
 import re
@@ -26,7 +25,8 @@ from typing import Optional
 
 import keras
 
-from augpipe.callbacks.base import RandomStateBackup, StatefulCallback, atomic_write_text, check_not_test_key
+from augpipe.callbacks.base import (RandomStateBackup, StatefulCallback, at_least_as_good, atomic_write_text,
+                                   check_not_test_key)
 from augpipe.callbacks.order import Stage, Staged, in_working_order
 from augpipe.callbacks.stopping import EarlyStopping
 
@@ -192,16 +192,9 @@ class BestModelCheckpoint(StatefulCallback):
         self.restore_for_epoch(epoch)
         self.candidate_epoch = None
 
-    def _improved(self, value: float) -> bool:
-        if not math.isfinite(value):
-            return False
-        if self.best is None:
-            return True
-        return value > self.best if self.mode == "max" else value < self.best
-
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is not None and self._improved(float(value)):
+        if value is not None and at_least_as_good(float(value), self.best, self.mode):
             self.best, self.best_epoch = float(value), epoch
             path = self.candidate_path(epoch)
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import pathlib
 
-from augpipe.callbacks.base import StatefulCallback, atomic_save_figure
+from augpipe.callbacks.base import StatefulCallback, atomic_save_figure, best_position
 from augpipe.callbacks.order import Stage
 
 PANELS = (
@@ -71,10 +71,9 @@ class TrainingCurves(StatefulCallback):
 
     def best_epoch(self):
         """The epoch (1-based) with the best `val_<monitor>` so far, as the checkpoint keeps it; None before one."""
-        key, sign = f"val_{self.monitor}", (1 if self.mode == "max" else -1)
-        scored = [(sign * row[key], -row["epoch"]) for row in self.rows
-                  if key in row and math.isfinite(row[key])]
-        return -max(scored)[1] if scored else None
+        key = f"val_{self.monitor}"
+        position = best_position([row.get(key) for row in self.rows], self.mode)
+        return None if position is None else self.rows[position]["epoch"]
 
     def render(self) -> pathlib.Path:
         import matplotlib

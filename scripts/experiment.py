@@ -380,7 +380,7 @@ def write_report(config: ExperimentConfig, run_dir: pathlib.Path, data: Data, pa
                                 title=f"best model (epoch {_best_epoch(run_dir)}) on the test split: "
                                       f"{100 * float(test_results['accuracy']):.2f} %")
     rows = read_log(run_dir / "log.csv")
-    best_row = max(rows, key=lambda r: float(r.get("val_accuracy", "nan") or "nan")) if rows else {}
+    best_row = _best_row(rows)
     throughput = [float(r["images_per_sec"]) for r in rows if r.get("images_per_sec") not in (None, "", "nan")]
     throughput = [v for v in throughput if math.isfinite(v)]
     report = {
@@ -531,9 +531,14 @@ def _weakest(report: dict) -> str:
     return f"{name}: {row['correct']} of {row['count']} ({100 * row['accuracy']:.1f} %)"
 
 
+def _best_row(rows: list) -> dict:
+    """The log row of the reported model: the checkpoint's rule (`callbacks.best_position`); {} if none."""
+    position = callbacks.best_position([float(r.get("val_accuracy", "nan") or "nan") for r in rows])
+    return {} if position is None else rows[position]
+
+
 def _best_epoch(run_dir: pathlib.Path):
-    rows = read_log(run_dir / "log.csv")
-    best = max(rows, key=lambda r: float(r.get("val_accuracy", "nan") or "nan")) if rows else None
+    best = _best_row(read_log(run_dir / "log.csv"))
     return int(best["epoch"]) + 1 if best else "?"
 
 
