@@ -1,8 +1,8 @@
 """The strength study: strength configs x seeds x data sets, each run a `run-mnist` process.
 
 Usage:
-    python benchmarks/strength_study.py run DATASET [--seeds 0,1,2,3,4] [--configs C1,C2] [--work DIR]
-    python benchmarks/strength_study.py table [--out benchmarks/results/strength_study.md]
+    python benchmarks/strength_study.py run DATASET [--seeds 0,1,2,3,4] [--configs C1,C2] [--work DIR] [--results FILE]
+    python benchmarks/strength_study.py table [--out benchmarks/results/strength_study.md] [--results FILE]
 
 DATASET is `mnist` (the embedded 5,000 digits, run-mnist's defaults),
 `shapes` (the drawn-shapes folder, `pipelines.write_shapes_folder`) or
@@ -102,15 +102,17 @@ def prepare(dataset: str, work: pathlib.Path) -> list:
     return ["--source", f"folder:{folder}"]  # train/ and test/: the test crops are the test split
 
 
-def load() -> list:
-    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+def load(path=RESULTS) -> list:
+    path = pathlib.Path(path)
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
-def save(records: list) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    temporary = RESULTS.with_suffix(".json.tmp")
+def save(records: list, path=RESULTS) -> None:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
     temporary.write_text(json.dumps(records, indent=1) + "\n")
-    os.replace(temporary, RESULTS)
+    os.replace(temporary, path)
 
 
 def code_version() -> str:
@@ -155,7 +157,7 @@ def run(args) -> None:
     epoch_flags = [] if spec["epochs"] is None else ["--epochs", str(epochs)]
     for seed in [int(s) for s in args.seeds.split(",")]:
         for config in chosen:  # seed-major: a study stopped early still has whole seeds
-            records = load()
+            records = load(args.results)
             if any((r["dataset"], r["config"], r["seed"]) == (args.dataset, config, seed) for r in records):
                 continue
             flags = source + spec["flags"] + epoch_flags + table[config]
@@ -163,9 +165,9 @@ def run(args) -> None:
             shown = [f.replace(str(ROOT) + os.sep, "") for f in spec["flags"] + epoch_flags + table[config]]
             record.update({"default": config == default, "flags": shown,
                            "code_version": version})
-            records = load()
+            records = load(args.results)
             records.append(record)
-            save(records)
+            save(records, args.results)
             print(f"{args.dataset} {config} seed {seed}: test {100 * record['test_accuracy']:.2f} %, "
                   f"val {100 * record['val_accuracy']:.2f} %, {record['wall_s']:.0f} s", flush=True)
 
@@ -249,13 +251,16 @@ def main():
     run_parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     run_parser.add_argument("--configs", default=None, help="comma-separated config names (default: all)")
     run_parser.add_argument("--work", default=None, help="where the data sets and run directories go")
+    run_parser.add_argument("--results", default=str(RESULTS),
+                            help="the records file (another one keeps a study of a new recipe apart until it is whole)")
     table_parser = commands.add_parser("table")
     table_parser.add_argument("--out", default=str(RESULTS.with_suffix(".md")))
+    table_parser.add_argument("--results", default=str(RESULTS))
     args = parser.parse_args()
     if args.command == "run":
         run(args)
     else:
-        text = table(load())
+        text = table(load(args.results))
         pathlib.Path(args.out).write_text(text)
         print(text)
 

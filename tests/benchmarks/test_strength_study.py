@@ -75,3 +75,25 @@ def test_committed_records_are_complete_and_paired(study):
         # One code version per data set, and one default config.
         assert len({r["code_version"] for r in rows}) == 1, f"{dataset}: records from several commits"
         assert len({r["config"] for r in rows if r["default"]}) == 1
+
+
+def test_run_resumes_from_its_own_results_file(study, tmp_path, monkeypatch):
+    # A study of a new recipe writes to another file; a second run skips what that file holds, runs the rest.
+    results = tmp_path / "next.json"
+    study.save([dict(record("off", 0, 0.9, 0.9), dataset="mnist")], results)
+    ran = []
+
+    def fake_run_one(dataset, config, flags, seed, work):
+        ran.append((config, seed))
+        return dict(record(config, seed, 0.95, 0.94), dataset=dataset)
+
+    monkeypatch.setattr(study, "run_one", fake_run_one)
+    monkeypatch.setattr(study, "prepare", lambda dataset, work: [])
+    args = study.argparse.Namespace(dataset="mnist", seeds="0,1", configs="off,constant:0.5", work=str(tmp_path),
+                                    results=str(results))
+    study.run(args)
+    assert ran == [("constant:0.5", 0), ("off", 1), ("constant:0.5", 1)]
+    records = study.load(results)
+    assert [(r["config"], r["seed"]) for r in records] == [("off", 0)] + ran
+    assert all(r["code_version"] and "default" in r for r in records[1:])
+    assert study.load(tmp_path / "missing.json") == []
