@@ -376,17 +376,18 @@ def write_report(config: ExperimentConfig, run_dir: pathlib.Path, data: Data, pa
     best.compile(loss=loss, metrics=metrics)
     test_results = best.evaluate(inputs.test, verbose=0, return_dict=True)
     per_class = scoring.score(best, inputs.test, data.source.class_names)
-    scoring.write_confusion_png(run_dir / "confusion.png", per_class, data.source.class_names,
-                                title=f"best model (epoch {_best_epoch(run_dir)}) on the test split: "
-                                      f"{100 * float(test_results['accuracy']):.2f} %")
     rows = read_log(run_dir / "log.csv")
     best_row = _best_row(rows)
+    best_epoch = int(best_row["epoch"]) + 1 if best_row else None
+    scoring.write_confusion_png(run_dir / "confusion.png", per_class, data.source.class_names,
+                                title=f"best model (epoch {best_epoch or '?'}) on the test split: "
+                                      f"{100 * float(test_results['accuracy']):.2f} %")
     throughput = [float(r["images_per_sec"]) for r in rows if r.get("images_per_sec") not in (None, "", "nan")]
     throughput = [v for v in throughput if math.isfinite(v)]
     report = {
         "test_loss": float(test_results["loss"]),
         "test_accuracy": float(test_results["accuracy"]),
-        "best_epoch": int(best_row["epoch"]) + 1 if best_row else None,
+        "best_epoch": best_epoch,
         "best_val_accuracy": _finite_or_none(best_row.get("val_accuracy", "nan")) if best_row else None,
         "epochs_run": len(rows),
         "epochs_this_session": len(history.epoch),
@@ -535,11 +536,6 @@ def _best_row(rows: list) -> dict:
     """The log row of the reported model: the checkpoint's rule (`callbacks.best_position`); {} if none."""
     position = callbacks.best_position([float(r.get("val_accuracy", "nan") or "nan") for r in rows])
     return {} if position is None else rows[position]
-
-
-def _best_epoch(run_dir: pathlib.Path):
-    best = _best_row(read_log(run_dir / "log.csv"))
-    return int(best["epoch"]) + 1 if best else "?"
 
 
 def summary_table(report: dict) -> str:

@@ -80,12 +80,12 @@ def test_committed_records_are_complete_and_paired(study):
 def test_run_resumes_from_its_own_results_file(study, tmp_path, monkeypatch):
     # A study of a new recipe writes to another file; a second run skips what that file holds, runs the rest.
     results = tmp_path / "next.json"
-    study.save([dict(record("off", 0, 0.9, 0.9), dataset="mnist")], results)
+    study.save([record("off", 0, 0.9, 0.9)], results)
     ran = []
 
     def fake_run_one(dataset, config, flags, seed, work):
         ran.append((config, seed))
-        return dict(record(config, seed, 0.95, 0.94), dataset=dataset)
+        return record(config, seed, 0.95, 0.94)
 
     monkeypatch.setattr(study, "run_one", fake_run_one)
     monkeypatch.setattr(study, "prepare", lambda dataset, work: [])
