@@ -235,12 +235,20 @@ def table(records: list) -> str:
         for name, other in ((f"the constant picked by val accuracy per seed ({', '.join(picked[s] for s in sorted(picked))})",
                              by_val), (f"the best constant by test accuracy (`{best}`)", by_test)):
             difference, error, n = paired(default, other)
-            verdict = ("higher by more than one SE" if difference > error else
-                       "lower by more than one SE" if difference < -error else
-                       "lower, within one SE" if difference < 0 else "higher, within one SE")
-            comparisons.append(f"- {dataset}: `{defaults[0]}` - {name}: {difference:+.2f} ± {error:.2f} points "
-                               f"(paired mean ± SE, {n} seeds): {verdict}")
+            comparisons.append(f"- {dataset}: `{defaults[0]}` - {name}: {round(difference, 2) + 0.0:+.2f} ± {error:.2f} points "
+                               f"(paired mean ± SE, {n} seeds): {verdict(difference, error)}")
     return "\n".join(lines + [""] + comparisons) + "\n"
+
+
+def verdict(difference: float, error: float) -> str:
+    """Words for a paired difference: equal when it rounds to 0.00 points, as the table prints it."""
+    if round(difference, 2) == 0:
+        return "equal"
+    if difference > error:
+        return "higher by more than one SE"
+    if difference < -error:
+        return "lower by more than one SE"
+    return "lower, within one SE" if difference < 0 else "higher, within one SE"
 
 
 def main():
