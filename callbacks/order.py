@@ -33,6 +33,7 @@ class Stage(enum.IntEnum):
     EPOCH_SYNC = 0  # the training pipeline's epoch counter (pipelines.EpochSync)
     LEARNING_RATE = 10  # installs its schedule before the backup restores the optimizer
     BACKUP = 20  # restores weights, optimizer and random states on a resume
+    WEIGHTS = 22  # swaps the averaged (EMA) weights in at an epoch end, after the backup kept the trained ones
     PROBE = 25  # measures the model on the probe, before the controllers read it
     CONTROL = 30  # strength controllers and schedules: restored state, then decisions
     SAFETY = 40  # non-finite loss, Ctrl-C
@@ -47,6 +48,7 @@ class Stage(enum.IntEnum):
 # Keras' own callbacks, by class: where they belong among augpipe's.
 KERAS_STAGES = (
     (keras.callbacks.BackupAndRestore, Stage.BACKUP),
+    (keras.callbacks.SwapEMAWeights, Stage.WEIGHTS),
     (keras.callbacks.TerminateOnNaN, Stage.SAFETY),
     (keras.callbacks.EarlyStopping, Stage.STOPPING),
     (keras.callbacks.ModelCheckpoint, Stage.CHECKPOINT),
@@ -150,6 +152,9 @@ RULES = {
     (Stage.LEARNING_RATE, Stage.BACKUP): "it installs its schedule on the optimizer, which the backup restores",
     (Stage.STOPPING, Stage.EVALUATION): "the evaluation must know when early stopping ends the run",
     (Stage.PROBE, Stage.CONTROL): "the strength controller reads the probe's figures",
+    (Stage.BACKUP, Stage.WEIGHTS): "the backup keeps the trained weights, not the averaged ones it swaps in",
+    **{(Stage.WEIGHTS, later): "it swaps in the averaged weights that the epoch end measures and keeps"
+       for later in (Stage.PROBE, Stage.CHECKPOINT, Stage.EVALUATION)},
     **{(writer, Stage.LOGGER): "the loggers record the keys it writes" for writer in _WRITERS},
     **{(stage, Stage.COMMIT): "the commit marker comes after every file of the epoch"
        for stage in Stage if stage != Stage.COMMIT},

@@ -204,7 +204,10 @@ def build_experiment_model(config: ExperimentConfig, data: Data, strategy=None) 
             raise RunError(f"<model>: {error}") from None
         from_logits = not outputs_probabilities(model)
         loss, metrics = _loss_and_metrics(config.mixup, from_logits)
-        optimizer = keras.optimizers.Adam(callbacks.MultiplierSchedule(config.learning_rate))
+        # With <ema>, Keras' optimizer keeps an exponential moving average of the weights, which
+        # SwapEMAWeights (build_callbacks) swaps in for validation and every epoch end.
+        optimizer = keras.optimizers.Adam(callbacks.MultiplierSchedule(config.learning_rate),
+                                          use_ema=config.ema > 0, ema_momentum=config.ema or 0.99)
         # None is Keras' "auto": XLA on a GPU, not on a CPU. Augment supports
         # XLA (its static-shape path), so it never turns XLA off.
         jit_compile = "auto" if config.jit_compile is None else config.jit_compile
@@ -264,8 +267,9 @@ def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: Mode
 
     The stages each callback declares give the order: epoch sync, LR
     control, the backup (so a resume restores before the controllers read
-    their state), the strength controller, run safety, early stopping,
-    best-model checkpointing (its threshold in its state), the scheduled
+    their state), the swap to the averaged weights (with <ema>: validation,
+    the probe, the checkpoint and the test see them), the strength
+    controller, run safety, early stopping, best-model checkpointing (its threshold in its state), the scheduled
     test evaluation, the monitors, the loggers (they see every key the
     others wrote), and the epoch commit last.
 
@@ -291,6 +295,8 @@ def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: Mode
         ),
         callbacks.EpochBackup(backup_dir),
         callbacks.RandomStateBackup(backup_dir),
+        # After the backup (it keeps the trained weights), before the probe, the checkpoint and the test.
+        config.ema and keras.callbacks.SwapEMAWeights(swap_on_epoch=True),
         strength,
         callbacks.StopOnNonFiniteLoss(),
         callbacks.GracefulInterrupt(verbose=0 if config.quiet else 1),

@@ -45,6 +45,9 @@ def source_options(command):
 @click.option("--lr-patience", type=click.IntRange(min=1), default=None,
               help="LearningRateControl's plateau rule: when val loss has not improved for N epochs, raise a "
                    "controller's strength first, then halve the rate. Default: off (warmup, then cosine decay).")
+@click.option("--ema", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0,
+              help="Momentum of a moving average of the weights (Keras' use_ema), which validation, the probe, "
+                   "the best model and the test then use; 0.99 averages over about 100 steps. Default: off.")
 @click.option("--seed", type=int, default=0)
 @click.option("--deterministic", is_flag=True, help="Enable TensorFlow op determinism (slower).")
 @click.option("--jit-compile/--no-jit-compile", default=None,

@@ -1,9 +1,9 @@
 """Runs run-mnist's experiment in this process, optionally dying abruptly (os._exit) at one step.
 
-Usage: python kill_run.py NPZ_SPEC RUN_DIR EPOCHS [resume] [die=WHERE:EPOCH]
+Usage: python kill_run.py NPZ_SPEC RUN_DIR EPOCHS [resume] [die=WHERE:EPOCH] [ema=MOMENTUM]
 
-WHERE is an index into run-mnist's callback list (die right after that
-callback's on_epoch_end), `batch` (die inside the epoch, after batch 2), or
+WHERE is the class name of a callback in run-mnist's list (die right after
+that callback's on_epoch_end), `batch` (die inside the epoch, after batch 2), or
 `weights-write` (die while the epoch's weights are written, before the
 rename). os._exit skips every cleanup, like a SIGKILL.
 """
@@ -36,7 +36,7 @@ class Die(keras.callbacks.Callback):
             os._exit(17)
 
 
-def main(spec, run_dir, epochs, resume=False, die=None):
+def main(spec, run_dir, epochs, resume=False, die=None, ema=0.0):
     if die:
         where, epoch = die.split(":")
         epoch = int(epoch)
@@ -44,7 +44,8 @@ def main(spec, run_dir, epochs, resume=False, die=None):
 
         def build(*args, **kwargs):
             found = original(*args, **kwargs)
-            position = len(found) - 1 if where in ("batch", "weights-write") else int(where)
+            names = [type(c).__name__ for c in found]
+            position = len(found) - 1 if where in ("batch", "weights-write") else names.index(where)
             found.insert(position + 1, Die(where, epoch))
             return found
 
@@ -62,7 +63,7 @@ def main(spec, run_dir, epochs, resume=False, die=None):
             commit._replace_atomically = write_then_die
     config = experiment.ExperimentConfig(
         source=spec, model="mlp", epochs=epochs, batch_size=32, deterministic=True, quiet=True,
-        tensorboard=False, run_dir=run_dir, resume=resume, eval_every=1,
+        tensorboard=False, run_dir=run_dir, resume=resume, eval_every=1, ema=ema,
     )
     explicit = {"run_dir", "resume"} if resume else None
     experiment.run_experiment(config, explicit=explicit)
@@ -71,4 +72,5 @@ def main(spec, run_dir, epochs, resume=False, die=None):
 if __name__ == "__main__":
     args = sys.argv[1:]
     die = next((a.split("=", 1)[1] for a in args if a.startswith("die=")), None)
-    main(args[0], args[1], int(args[2]), resume="resume" in args, die=die)
+    ema = next((float(a.split("=", 1)[1]) for a in args if a.startswith("ema=")), 0.0)
+    main(args[0], args[1], int(args[2]), resume="resume" in args, die=die, ema=ema)
