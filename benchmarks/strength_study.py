@@ -19,7 +19,9 @@ A record: `dataset`, `config` (the `--strength` spec or policy that ran it),
 `seed`, `val_accuracy` (the best epoch's, which picks the model),
 `test_accuracy` (that model on the test split), `epochs`, `wall_s`,
 `strength` (per epoch), `default` (whether the config is run-mnist's
-default strength when it ran), `flags` and `code_version` (the commit).
+default strength when it ran), `flags`, `code_version` (the commit) and
+`machine` (the CPU model, cores and vector extensions; older records lack
+it).
 
 `table` prints and writes the README's table: per data set and config, mean
 ± std and a 95 % t-interval of test accuracy, and the paired differences of
@@ -34,6 +36,7 @@ import json
 import math
 import os
 import pathlib
+import platform
 import statistics
 import subprocess
 import sys
@@ -122,6 +125,23 @@ def code_version() -> str:
     return result.stdout.strip() + ("+changes" if dirty else "")
 
 
+def machine() -> str:
+    """The CPU that ran the study: its model and vector extensions (wall times, and the float paths that
+    make a seed's run bit-identical, depend on them)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    vector = sorted(f for f in flags if f in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"))
+    return f"{model}, {os.cpu_count()} cores" + (f", {' '.join(vector)}" if vector else "")
+
+
 def run_one(dataset, config, flags, seed, work) -> dict:
     run_dir = work / "runs" / f"{dataset}-{config.replace(':', '_')}-seed{seed}"
     command = ["run-mnist", "--quiet", "--no-tensorboard", "--seed", str(seed), "--run-dir", str(run_dir),
@@ -153,7 +173,7 @@ def run(args) -> None:
     if unknown:
         raise SystemExit(f"Unknown config(s) {unknown} for {args.dataset}. Expected some of: {', '.join(table)}.")
     source = prepare(args.dataset, work)
-    default, version = default_strength(), code_version()
+    default, version, cpu = default_strength(), code_version(), machine()
     epoch_flags = [] if spec["epochs"] is None else ["--epochs", str(epochs)]
     for seed in [int(s) for s in args.seeds.split(",")]:
         for config in chosen:  # seed-major: a study stopped early still has whole seeds
@@ -164,7 +184,7 @@ def run(args) -> None:
             record = run_one(args.dataset, config, flags, seed, work)
             shown = [f.replace(str(ROOT) + os.sep, "") for f in spec["flags"] + epoch_flags + table[config]]
             record.update({"default": config == default, "flags": shown,
-                           "code_version": version})
+                           "code_version": version, "machine": cpu})
             records = load(args.results)
             records.append(record)
             save(records, args.results)

@@ -108,6 +108,7 @@ def test_run_resumes_from_its_own_results_file(study, tmp_path, monkeypatch):
     records = study.load(results)
     assert [(r["config"], r["seed"]) for r in records] == [("off", 0)] + ran
     assert all(r["code_version"] and "default" in r for r in records[1:])
+    assert all(r["machine"] == study.machine() and "cores" in r["machine"] for r in records[1:])
     assert study.load(tmp_path / "missing.json") == []
 
 
