@@ -255,7 +255,8 @@ def table(records: list) -> str:
         for name, other in ((f"the constant picked by val accuracy per seed ({', '.join(picked[s] for s in sorted(picked))})",
                              by_val), (f"the best constant by test accuracy (`{best}`)", by_test)):
             difference, error, n = paired(default, other)
-            comparisons.append(f"- {dataset}: `{defaults[0]}` - {name}: {round(difference, 2) + 0.0:+.2f} ± {error:.2f} points "
+            shown = round(difference, 2) + 0.0  # + 0.0: no "-0.00"
+            comparisons.append(f"- {dataset}: `{defaults[0]}` - {name}: {shown:+.2f} ± {error:.2f} points "
                                f"(paired mean ± SE, {n} seeds): {verdict(difference, error)}")
     return "\n".join(lines + [""] + comparisons) + "\n"
 

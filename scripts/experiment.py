@@ -269,9 +269,10 @@ def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: Mode
     control, the backup (so a resume restores before the controllers read
     their state), the swap to the averaged weights (with <ema>: validation,
     the probe, the checkpoint and the test see them), the strength
-    controller, run safety, early stopping, best-model checkpointing (its threshold in its state), the scheduled
-    test evaluation, the monitors, the loggers (they see every key the
-    others wrote), and the epoch commit last.
+    controller, run safety, early stopping, best-model checkpointing (its
+    threshold in its state), the scheduled test evaluation, the monitors,
+    the loggers (they see every key the others wrote), and the epoch
+    commit last.
 
     `schedule_epochs` is the length the learning-rate schedule and a
     `shaped` strength were laid out for (the run's original `epochs`; a
