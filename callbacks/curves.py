@@ -1,4 +1,4 @@
-"""A PNG of the training curves, rewritten atomically after every epoch."""
+"""A PNG of the training curves, rewritten atomically every `every` epochs and when training ends."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ class TrainingCurves(StatefulCallback):
     kept as state, so a resumed run keeps the whole curve. Put it last in the
     callback list, so every other callback has written its keys.
 
+    Drawing costs about half a second on a 2-core CPU, so a run of short
+    epochs draws every few epochs (`every`) and once more when training
+    ends, stopped early or not; the rows themselves are recorded every epoch.
+
     Args:
         path: where the PNG goes.
         state_dir: where to keep the rows for a resume.
@@ -31,6 +35,8 @@ class TrainingCurves(StatefulCallback):
             monitor, best by mode), marked on every panel; the `test_*`
             curves are labelled as the model of each epoch, which is not
             the reported one.
+        every: draw after every `every`-th epoch (and when training ends).
+            Default 1: every epoch.
 
     Example:
 
@@ -39,10 +45,12 @@ class TrainingCurves(StatefulCallback):
 
     stage = Stage.LOGGER  # it plots the keys the controllers and the evaluation write
 
-    def __init__(self, path, state_dir=None, monitor: str = "accuracy", mode: str = "max"):
+    def __init__(self, path, state_dir=None, monitor: str = "accuracy", mode: str = "max", every: int = 1):
         super().__init__(state_dir=state_dir, state_name="training_curves")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"Received: every={every!r}. Expected a whole number of epochs >= 1.")
         self.path = pathlib.Path(path)
-        self.monitor, self.mode = monitor, mode
+        self.monitor, self.mode, self.every = monitor, mode, every
         self.reset()
 
 
@@ -66,8 +74,13 @@ class TrainingCurves(StatefulCallback):
             except (TypeError, ValueError):
                 continue
         self.rows.append(row)
-        self.render()
+        if (epoch + 1) % self.every == 0:
+            self.render()
         self.save_state(epoch + 1)
+
+    def on_train_end(self, logs=None):
+        if self.rows and self.rows[-1]["epoch"] % self.every:  # the last epoch was not drawn yet
+            self.render()
 
     def best_epoch(self):
         """The epoch (1-based) with the best `val_<monitor>` so far, as the checkpoint keeps it; None before one."""

@@ -315,7 +315,7 @@ def build_callbacks(config: ExperimentConfig, run_dir: pathlib.Path, parts: Mode
                   callbacks.AugmentationImages(parts.augment_layer, sample, run_dir / "tensorboard",
                                                every=config.eval_every, captions=captions)]
     found += [
-        callbacks.TrainingCurves(run_dir / "curves.png", state_dir=backup_dir),
+        callbacks.TrainingCurves(run_dir / "curves.png", state_dir=backup_dir, every=config.eval_every),
         None if config.quiet else callbacks.EpochLine(config.epochs),
         # Last: epoch k exists once everything above has written its files for it.
         callbacks.EpochCommit(backup_dir, checkpoint),

@@ -16,13 +16,14 @@ def build_backbone(kind: str, num_classes: int) -> list:
     L = keras.layers
     if kind == "mlp":
         return [L.Flatten(), L.Dense(128, activation="relu"), L.Dropout(0.5), L.Dense(num_classes)]
+    # One convolution per resolution (32, 64, 128 filters): 8.3 M multiply-adds per 28x28 digit, 0.44x the
+    # earlier two-per-resolution CNN's 18.7 M, for the same test accuracy (docs/design.md, decision 36).
     return [
         L.Conv2D(32, 3, padding="same", activation="relu"),
-        L.Conv2D(32, 3, padding="same", activation="relu"),
         L.MaxPooling2D(),
         L.Conv2D(64, 3, padding="same", activation="relu"),
-        L.Conv2D(64, 3, padding="same", activation="relu"),
         L.MaxPooling2D(),
+        L.Conv2D(128, 3, padding="same", activation="relu"),
         L.Flatten(),
         L.Dropout(0.3),
         L.Dense(128, activation="relu"),

@@ -93,3 +93,29 @@ def test_the_curves_mark_the_reported_models_epoch(tmp_path):
     for epoch, loss in enumerate([0.9, 0.4, 0.6]):
         lower.on_epoch_end(epoch, {"val_loss": loss})
     assert lower.best_epoch() == 2
+
+
+def test_the_curves_draw_every_few_epochs_and_when_training_ends(tmp_path):
+    from augpipe import callbacks
+
+    path = tmp_path / "curves.png"
+    curves = callbacks.TrainingCurves(path, every=3)
+    drawn = []
+    for epoch in range(5):
+        curves.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_accuracy": 0.5})
+        drawn.append(path.stat().st_mtime_ns if path.exists() else None)
+    assert drawn[:2] == [None, None] and drawn[2] is not None  # drawn after the third epoch only
+    assert drawn[3] == drawn[4] == drawn[2]
+    assert len(curves.rows) == 5  # every epoch is recorded, drawn or not
+    path.unlink()
+    curves.on_train_end()  # epoch 5 was not drawn: training's end draws it
+    assert path.stat().st_size > 0
+    path.unlink()
+    curves.on_epoch_end(5, {"loss": 0.1, "val_accuracy": 0.6})  # epoch 6, drawn
+    curves.on_train_end()
+    assert path.exists()
+    path.unlink()
+    curves.on_train_end()  # nothing new since the last drawing
+    assert not path.exists()
+    with pytest.raises(ValueError, match=r"Received: every=0\. Expected a whole number of epochs >= 1"):
+        callbacks.TrainingCurves(path, every=0)
