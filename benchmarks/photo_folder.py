@@ -1,21 +1,26 @@
 """A folder of real photographs for benchmarks and the strength study, built offline.
 
-Usage: python benchmarks/photo_folder.py OUT [--per-class 300] [--test-per-class 60] [--seed 0]
-                                              [--npz FILE --size 48]
+Usage: python benchmarks/photo_folder.py OUT [--per-class 300] [--test-per-class 60] [--val-per-class 0]
+                                              [--seed 0] [--npz FILE --size 48]
 
 Six classes of crops from the photographs that scikit-image and scikit-learn
 ship inside their packages (no download): three textures (brick, grass,
 gravel) and three scenes (coffee, chelsea the cat, the China palace). Each
 photograph is cut into two regions by a vertical line at 70 % of its width:
 training crops come from the left region, test crops from the right one, so
-no test pixel was ever in a training crop. Crops are squares of 15-35 % of
+no test pixel was ever in a training crop. With `--val-per-class N` a third
+band, from 50 to 70 % of the width, gives a validation split of its own
+(`OUT/val/`; training crops then come from the left 50 %): val then measures
+what test measures, crops of regions no training crop touches, instead of
+crops of the training region, which a model gets right whatever it learned
+about the rest of the photograph. Crops are squares of 15-35 % of
 the photograph's shorter side at random positions, flipped at random,
 never two with the same pixels (a repeat is drawn again, so no image is in
 two splits and none is counted twice), written as JPEG files at their own size:
 
-    OUT/train/<class>/0000.jpg ... and OUT/test/<class>/0000.jpg ...
+    OUT/train/<class>/0000.jpg ... and OUT/test/<class>/0000.jpg ...  (and OUT/val/<class>/...)
 
-With `--npz`, the same crops are also resized to `--size` pixels and saved
+With `--npz` (train and test only), the same crops are also resized to `--size` pixels and saved
 as `x_train, y_train, x_test, y_test` (run-mnist's `npz:FILE` source, whose
 own test split is then the held-out region's crops).
 
@@ -30,7 +35,8 @@ import numpy as np
 from PIL import Image
 
 CLASSES = ("brick", "grass", "gravel", "coffee", "chelsea", "china")
-SPLIT_AT = 0.7  # the share of each photograph's width that training crops come from
+SPLIT_AT = 0.7  # the share of each photograph's width that training (and val) crops come from
+VAL_FROM = 0.5  # with a val split: val crops come from [VAL_FROM, SPLIT_AT) of the width, training crops from the rest
 CROP_RANGE = (0.15, 0.35)  # crop side, as a share of the shorter side
 
 
@@ -45,16 +51,30 @@ def photographs() -> dict:
     return {name: np.repeat(p[..., None], 3, axis=2) if p.ndim == 2 else p[..., :3] for name, p in photos.items()}
 
 
-def crops(photo: np.ndarray, count: int, region: str, rng: np.random.Generator, seen=None) -> list:
-    """`count` distinct square crops from the `"train"` (left) or `"test"` (right) region of `photo`.
+def span(region: str, with_val: bool = False) -> tuple:
+    """The `(start, end)` shares of the width that `region` ("train", "val" or "test") takes."""
+    if region == "test":
+        return SPLIT_AT, 1.0
+    if region == "val":
+        if not with_val:
+            raise ValueError("The val region exists only with a val split (with_val=True).")
+        return VAL_FROM, SPLIT_AT
+    if region != "train":
+        raise ValueError(f"Unknown region {region!r}. Expected 'train', 'val' or 'test'.")
+    return 0.0, (VAL_FROM if with_val else SPLIT_AT)
+
+
+def crops(photo: np.ndarray, count: int, region: str, rng: np.random.Generator, seen=None,
+          with_val: bool = False) -> list:
+    """`count` distinct square crops from one region of `photo` (`span(region, with_val)`).
 
     A crop whose pixels equal an earlier one's (of this call, or in `seen`, a
     set of `crop.tobytes()` shared across calls) is drawn again: small regions
     and flat patches repeat, and a repeat would put one image in two splits.
     """
     height, width = photo.shape[:2]
-    cut = int(width * SPLIT_AT)
-    left, right = (0, cut) if region == "train" else (cut, width)
+    start, end = span(region, with_val)
+    left, right = int(width * start), int(width * end)
     seen = set() if seen is None else seen
     out = []
     attempts = 0
@@ -76,15 +96,23 @@ def crops(photo: np.ndarray, count: int, region: str, rng: np.random.Generator, 
     return out
 
 
-def write(out: pathlib.Path, per_class: int, test_per_class: int, seed: int, npz=None, size: int = 48) -> dict:
+def write(out: pathlib.Path, per_class: int, test_per_class: int, seed: int, npz=None, size: int = 48,
+          val_per_class: int = 0) -> dict:
+    if npz and val_per_class:
+        raise ValueError(f"An npz file holds train and test only; received val_per_class={val_per_class} with "
+                         f"npz={str(npz)!r}. Write the folder alone, or pass val_per_class=0.")
     rng = np.random.default_rng(seed)
+    with_val = val_per_class > 0
+    counts = (("train", per_class), ("val", val_per_class), ("test", test_per_class)) if with_val else \
+        (("train", per_class), ("test", test_per_class))
     arrays = {"x_train": [], "y_train": [], "x_test": [], "y_test": []}
-    for label, (name, photo) in enumerate(photographs().items()):
+    photos = photographs()
+    for label, (name, photo) in enumerate(photos.items()):
         seen = set()  # one photograph's crops, both regions
-        for region, count in (("train", per_class), ("test", test_per_class)):
+        for region, count in counts:
             folder = out / region / name
             folder.mkdir(parents=True, exist_ok=True)
-            for index, crop in enumerate(crops(photo, count, region, rng, seen)):
+            for index, crop in enumerate(crops(photo, count, region, rng, seen, with_val)):
                 image = Image.fromarray(np.ascontiguousarray(crop))
                 image.save(folder / f"{index:04d}.jpg", quality=92)
                 if npz:
@@ -94,7 +122,7 @@ def write(out: pathlib.Path, per_class: int, test_per_class: int, seed: int, npz
     if npz:
         np.savez_compressed(npz, **{k: np.asarray(v, np.uint8 if k.startswith("x") else np.int64)
                                     for k, v in arrays.items()})
-    return {"classes": list(CLASSES), "train": per_class * len(CLASSES), "test": test_per_class * len(CLASSES)}
+    return {"classes": list(photos), **{region: count * len(photos) for region, count in counts}}
 
 
 def main():
@@ -102,11 +130,13 @@ def main():
     parser.add_argument("out", type=pathlib.Path)
     parser.add_argument("--per-class", type=int, default=300)
     parser.add_argument("--test-per-class", type=int, default=60)
+    parser.add_argument("--val-per-class", type=int, default=0,
+                        help="crops per class for a val split from its own band of each photograph (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--npz", type=pathlib.Path, default=None)
     parser.add_argument("--size", type=int, default=48)
     args = parser.parse_args()
-    print(write(args.out, args.per_class, args.test_per_class, args.seed, args.npz, args.size))
+    print(write(args.out, args.per_class, args.test_per_class, args.seed, args.npz, args.size, args.val_per_class))
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ Usage:
 DATASET is `mnist` (the embedded 5,000 digits, run-mnist's defaults),
 `shapes` (the drawn-shapes folder, `pipelines.write_shapes_folder`) or
 `photos` (crops of the photographs scikit-image and scikit-learn ship,
-`benchmarks/photo_folder.py`, test crops from regions no training crop
-touches; needs `pip install ".[bench]"`).
+`benchmarks/photo_folder.py`, val and test crops from bands of each
+photograph that no training crop touches; needs `pip install ".[bench]"`).
 
 Each run appends one record to `benchmarks/results/strength_study.json` as
 soon as it ends, and a run already there is skipped, so the study can be run
@@ -96,13 +96,14 @@ def prepare(dataset: str, work: pathlib.Path) -> list:
 
             write_shapes_folder(folder, per_class=300)
         return ["--source", f"folder:{folder}"]
-    folder = work / "photos"
+    folder = work / "photos-val"
     if not folder.is_dir():
         sys.path.insert(0, str(ROOT / "benchmarks"))
         import photo_folder
 
-        photo_folder.write(folder, per_class=300, test_per_class=60, seed=0)
-    return ["--source", f"folder:{folder}"]  # train/ and test/: the test crops are the test split
+        photo_folder.write(folder, per_class=300, test_per_class=60, seed=0, val_per_class=30)
+    # train/, val/ and test/: val and test crops come from bands of each photograph no training crop touches.
+    return ["--source", f"folder:{folder}"]
 
 
 def load(path=RESULTS) -> list:
