@@ -108,7 +108,7 @@ def write(out: pathlib.Path, per_class: int, test_per_class: int, seed: int, npz
     arrays = {"x_train": [], "y_train": [], "x_test": [], "y_test": []}
     photos = photographs()
     for label, (name, photo) in enumerate(photos.items()):
-        seen = set()  # one photograph's crops, both regions
+        seen = set()  # one photograph's crops, every region
         for region, count in counts:
             folder = out / region / name
             folder.mkdir(parents=True, exist_ok=True)
