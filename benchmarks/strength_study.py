@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/strength_study.py run DATASET [--seeds 0,1,2,3,4] [--configs C1,C2] [--work DIR] [--results FILE]
     python benchmarks/strength_study.py table [--out benchmarks/results/strength_study.md] [--results FILE]
+    python benchmarks/strength_study.py mark-default [--results FILE]
 
 DATASET is `mnist` (the embedded 5,000 digits, run-mnist's defaults),
 `shapes` (the drawn-shapes folder, `pipelines.write_shapes_folder`) or
@@ -19,7 +20,8 @@ A record: `dataset`, `config` (the `--strength` spec or policy that ran it),
 `seed`, `val_accuracy` (the best epoch's, which picks the model),
 `test_accuracy` (that model on the test split), `epochs`, `wall_s`,
 `strength` (per epoch), `default` (whether the config is run-mnist's
-default strength when it ran), `flags`, `code_version` (the commit) and
+default strength: set when it ran, and by `mark-default` after the default
+changes to another config the study ran), `flags`, `code_version` (the commit) and
 `machine` (the CPU model, cores and vector extensions; older records lack
 it).
 
@@ -27,7 +29,9 @@ it).
 ± std and a 95 % t-interval of test accuracy, and the paired differences of
 the default against the constant a user's grid search picks by validation
 accuracy (per seed, among the four constants) and against the best constant
-by mean test accuracy (an upper bound no user gets).
+by mean test accuracy (an upper bound no user gets), and against `off`
+and the controllers (`shaped`, `adaptive:probe_gap`, `adaptive`) when the
+default is none of them.
 """
 
 import argparse
@@ -47,6 +51,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "strength_study.json"
 SEEDS = (0, 1, 2, 3, 4)
 CONSTANTS = ("constant:0.25", "constant:0.5", "constant:0.75", "constant:1")
+# The configs the default is also compared with, when it is not one of them: no augmentation, the controllers.
+COMPARED = ("off", "shaped", "adaptive:probe_gap", "adaptive")
 
 # Per data set: the flags every run shares, and its epochs (the linear ramp spans them).
 DATASETS = {
@@ -253,8 +259,12 @@ def table(records: list) -> str:
         by_val = {s: 100 * constants[c][s]["test_accuracy"] for s, c in picked.items()}
         best = max(constants, key=lambda c: statistics.mean(r["test_accuracy"] for r in constants[c].values()))
         by_test = {s: 100 * r["test_accuracy"] for s, r in constants[best].items()}
-        for name, other in ((f"the constant picked by val accuracy per seed ({', '.join(picked[s] for s in sorted(picked))})",
-                             by_val), (f"the best constant by test accuracy (`{best}`)", by_test)):
+        against = [(f"the constant picked by val accuracy per seed ({', '.join(picked[s] for s in sorted(picked))})",
+                    by_val), (f"the best constant by test accuracy (`{best}`)", by_test)]
+        # What the default is worth against no augmentation and against the controllers, when it is none of them.
+        against += [(f"`{c}`", {s: 100 * r["test_accuracy"] for s, r in by_config[c].items()})
+                    for c in COMPARED if c in by_config and c != defaults[0]]
+        for name, other in against:
             difference, error, n = paired(default, other)
             shown = round(difference, 2) + 0.0  # + 0.0: no "-0.00"
             comparisons.append(f"- {dataset}: `{defaults[0]}` - {name}: {shown:+.2f} ± {error:.2f} points "
@@ -273,6 +283,16 @@ def verdict(difference: float, error: float) -> str:
     return "lower, within one SE" if difference < 0 else "higher, within one SE"
 
 
+def mark_default(records: list, default: str) -> list:
+    """The records with `default` set on the runs of config `default` and cleared on the others.
+
+    For a change of run-mnist's default strength to a config the study ran:
+    those runs are the new default's (the same flags), and the old default's
+    are not any more.
+    """
+    return [dict(r, default=r["config"] == default) for r in records]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -286,9 +306,18 @@ def main():
     table_parser = commands.add_parser("table")
     table_parser.add_argument("--out", default=str(RESULTS.with_suffix(".md")))
     table_parser.add_argument("--results", default=str(RESULTS))
+    mark_parser = commands.add_parser("mark-default", help="mark the runs of run-mnist's current default strength")
+    mark_parser.add_argument("--results", default=str(RESULTS))
     args = parser.parse_args()
     if args.command == "run":
         run(args)
+    elif args.command == "mark-default":
+        default = default_strength()
+        records = load(args.results)
+        if not any(r["config"] == default for r in records):
+            raise SystemExit(f"No run of the default strength {default!r} in {args.results}; run it first.")
+        save(mark_default(records, default), args.results)
+        print(f"{sum(r['config'] == default for r in records)} runs of {default!r} marked as the default")
     else:
         text = table(load(args.results))
         pathlib.Path(args.out).write_text(text)

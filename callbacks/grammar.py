@@ -7,6 +7,9 @@ TensorFlow; `strength.py` holds the parser and the callbacks.
 True
 """
 
+# run-mnist's default strength: the config that won the strength study across its three data sets
+# (docs/design.md, decision 37). The controllers stay available by name.
+DEFAULT_STRENGTH = "constant:0.5"
 # The built-in signals of AdaptiveStrength (strength.SIGNAL_KEYS says which log keys each reads).
 SIGNALS = ("accuracy_gap", "loss_ratio", "probe_gap", "probe_loss_gap", "probe_confidence")
 

@@ -18,6 +18,7 @@ import re
 from typing import Any, Callable, Optional
 
 from augpipe import augment, callbacks, pipelines
+from augpipe.callbacks.grammar import DEFAULT_STRENGTH
 from augpipe.pipelines import distribute
 from augpipe.scripts.models import MIN_IMAGE_SIZE, MODELS, is_model_spec
 from augpipe.validation import check_int
@@ -54,7 +55,7 @@ ExperimentConfig = dataclasses.make_dataclass(
         ("batch_size", int, dataclasses.field(default=128)),
         ("learning_rate", float, dataclasses.field(default=2e-3)),
         ("policy", str, dataclasses.field(default="mnist")),
-        ("strength", str, dataclasses.field(default="shaped")),
+        ("strength", str, dataclasses.field(default=DEFAULT_STRENGTH)),
         ("placement", str, dataclasses.field(default="device")),
         ("mixup", bool, dataclasses.field(default=False)),
         # Leave out of val and test each image another split holds too (byte-identical), instead of refusing.

@@ -7,7 +7,7 @@ import sys
 import click
 
 from augpipe import _startup, pipelines
-from augpipe.callbacks.grammar import STRENGTH_HELP
+from augpipe.callbacks.grammar import DEFAULT_STRENGTH, STRENGTH_HELP
 from augpipe.scripts._cli import cli_settings, one_line_errors
 
 
@@ -34,7 +34,7 @@ def source_options(command):
 @click.option("--batch-size", type=click.IntRange(min=1), default=128)
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=2e-3)
 @click.option("--policy", default="mnist", help="Augmentation policy: mnist, trivialaugment, randaugment, randaugment_digits, augmix, cifar, ops, none.")
-@click.option("--strength", default="shaped", help=STRENGTH_HELP)
+@click.option("--strength", default=DEFAULT_STRENGTH, help=STRENGTH_HELP)
 @click.option("--placement", type=click.Choice(["device", "host"]), default="device", help="Where augmentation runs.")
 @click.option("--mixup/--no-mixup", default=False, help="MixUp/CutMix on training batches.")
 @click.option("--drop-duplicates", is_flag=True,

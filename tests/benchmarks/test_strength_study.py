@@ -44,6 +44,38 @@ def test_table_picks_the_constant_by_val_and_pairs_by_seed(study):
     assert "| mnist | `shaped` (default) | 2 | 96.50 ± 0.71 |" in text
 
 
+def test_a_constant_default_is_also_compared_with_off_and_the_controllers(study):
+    records = [record(c, s, 0.9, t, default=c == "constant:0.5")
+               for c, tests in (("constant:0.5", (0.97, 0.99)), ("off", (0.95, 0.96)), ("shaped", (0.98, 0.98)))
+               for s, t in zip((0, 1), tests)]
+    text = study.table(records)
+    assert "| mnist | `constant:0.5` (default) | 2 |" in text
+    # default - off: +2, +3 -> +2.50 ± 0.50; default - shaped: -1, +1 -> 0.00 ± 1.00
+    assert "- mnist: `constant:0.5` - `off`: +2.50 ± 0.50 points (paired mean ± SE, 2 seeds): " \
+           "higher by more than one SE" in text
+    assert "- mnist: `constant:0.5` - `shaped`: +0.00 ± 1.00 points (paired mean ± SE, 2 seeds): equal" in text
+    # The default is not compared with itself.
+    assert "`constant:0.5` - `constant:0.5`" not in text
+
+
+def test_mark_default_moves_the_flag_to_the_new_default(study):
+    records = [record("shaped", 0, 0.9, 0.9, default=True), record("constant:0.5", 0, 0.9, 0.9),
+               record("constant:0.5", 1, 0.9, 0.9)]
+    marked = study.mark_default(records, "constant:0.5")
+    assert [r["default"] for r in marked] == [False, True, True]
+    assert records[0]["default"] is True, "the records passed in are left as they were"
+
+
+def test_committed_default_runs_are_run_mnists_default(study):
+    # The table's "(default)" row and its comparisons are about what run-mnist runs today.
+    from augpipe.scripts.config import ExperimentConfig
+
+    records = study.load(ROOT / "benchmarks" / "results" / "strength_study.json")
+    for dataset in study.DATASETS:
+        marked = {r["config"] for r in records if r["dataset"] == dataset and r["default"]}
+        assert marked == {ExperimentConfig().strength}, f"{dataset}: the default runs are {marked}"
+
+
 def test_a_difference_that_rounds_to_zero_reads_equal(study):
     # Float noise: 100 * a - 100 * b over seeds can sum to -1e-15; the table printed "-0.00 ... lower".
     records = [record("constant:0.5", s, 0.9, t) for s, t in ((0, 0.1 + 0.2), (1, 0.7))]

@@ -54,6 +54,9 @@ def test_smoke_run_writes_every_artifact(tiny_npz, tmp_path):
     assert len(rows) == 2
     for key in ("test_loss", "test_accuracy", "aug_strength", "learning_rate", "val_accuracy", "images_per_sec"):
         assert key in rows[0], key
+    # The default strength is the constant 0.5 (docs/design.md, decision 37): every epoch, and no probe.
+    assert [float(r["aug_strength"]) for r in rows] == [0.5, 0.5]
+    assert "probe_accuracy" not in rows[0] and report["options"]["strength"] == "constant:0.5"
     assert "test accuracy (best model)" in result.stdout
     assert "epoch   2/2" in result.stderr and "strength" in result.stderr
 
@@ -82,7 +85,8 @@ def test_overwrite_refuses_a_foreign_directory(tiny_npz, tmp_path):
 
 def test_resume_continues_epochs_and_strength(tiny_npz, tmp_path):
     run_dir = tmp_path / "run"
-    first = invoke("--source", tiny_npz, "--epochs", 3, "--model", "mlp", "--batch-size", 32, "--run-dir", run_dir, "--quiet")
+    first = invoke("--source", tiny_npz, "--epochs", 3, "--model", "mlp", "--batch-size", 32, "--run-dir", run_dir,
+                   "--strength", "shaped", "--quiet")
     assert first.exit_code == 0, first.output
     saved = json.loads((run_dir / "backup" / "shaped_strength.json").read_text())
     assert saved["epoch"] == 3
