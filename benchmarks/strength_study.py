@@ -223,6 +223,11 @@ def paired(default: dict, other: dict) -> tuple:
     return statistics.mean(differences), statistics.stdev(differences) / math.sqrt(len(differences)), len(seeds)
 
 
+def percent_by_seed(runs: dict) -> dict:
+    """Seed -> test accuracy in percent, for one config's runs by seed."""
+    return {seed: 100 * r["test_accuracy"] for seed, r in runs.items()}
+
+
 def table(records: list) -> str:
     lines = ["| data set | config | runs | test accuracy mean ± std (%) | 95 % interval (%) | val accuracy (%) "
              "| mean strength | wall s (mean, max) |", "|---|---|---|---|---|---|---|---|"]
@@ -248,7 +253,7 @@ def table(records: list) -> str:
         constants = {c: by_config[c] for c in CONSTANTS if c in by_config}
         if not defaults or not constants:
             continue
-        default = {s: 100 * r["test_accuracy"] for s, r in by_config[defaults[0]].items()}
+        default = percent_by_seed(by_config[defaults[0]])
         # A user's grid search: per seed, the constant with the best val accuracy (ties: the weaker).
         picked = {}
         for seed in default:
@@ -258,11 +263,11 @@ def table(records: list) -> str:
                 picked[seed] = max(candidates)[2]
         by_val = {s: 100 * constants[c][s]["test_accuracy"] for s, c in picked.items()}
         best = max(constants, key=lambda c: statistics.mean(r["test_accuracy"] for r in constants[c].values()))
-        by_test = {s: 100 * r["test_accuracy"] for s, r in constants[best].items()}
+        by_test = percent_by_seed(constants[best])
         against = [(f"the constant picked by val accuracy per seed ({', '.join(picked[s] for s in sorted(picked))})",
                     by_val), (f"the best constant by test accuracy (`{best}`)", by_test)]
         # What the default is worth against no augmentation and against the controllers, when it is none of them.
-        against += [(f"`{c}`", {s: 100 * r["test_accuracy"] for s, r in by_config[c].items()})
+        against += [(f"`{c}`", percent_by_seed(by_config[c]))
                     for c in COMPARED if c in by_config and c != defaults[0]]
         for name, other in against:
             difference, error, n = paired(default, other)
@@ -313,11 +318,12 @@ def main():
         run(args)
     elif args.command == "mark-default":
         default = default_strength()
-        records = load(args.results)
-        if not any(r["config"] == default for r in records):
+        records = mark_default(load(args.results), default)
+        marked = sum(r["default"] for r in records)
+        if not marked:
             raise SystemExit(f"No run of the default strength {default!r} in {args.results}; run it first.")
-        save(mark_default(records, default), args.results)
-        print(f"{sum(r['config'] == default for r in records)} runs of {default!r} marked as the default")
+        save(records, args.results)
+        print(f"{marked} runs of {default!r} marked as the default")
     else:
         text = table(load(args.results))
         pathlib.Path(args.out).write_text(text)
